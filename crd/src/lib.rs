@@ -1,0 +1,21 @@
+//! The `bluegreen.dev/v1alpha1` `BlueGreenRelease` API: types, defaults, validation and the
+//! generated CustomResourceDefinition.
+//!
+//! Everything the controller, the CLI and the tests agree on about the API lives here, so that
+//! the schema the API server enforces and the checks the controller repeats cannot drift apart.
+
+pub mod crd;
+pub mod labels;
+pub mod revision;
+pub mod spec;
+pub mod status;
+pub mod validate;
+
+pub use spec::{
+    BlueGreenRelease, BlueGreenReleaseSpec, Promotion, PromotionMode, SelectorSpec,
+    ServicePortSpec, ServiceSpec, SmokeTest,
+};
+pub use status::{
+    ActionResult, BlueGreenReleaseStatus, Color, HistoryEntry, LastAction, Outcome, Phase,
+    RolloutStatus, SmokeTestPhase, SmokeTestStatus, Standby,
+};

@@ -1,0 +1,327 @@
+//! The controller's own check of a spec (DESIGN §2): the CRD's schema and CEL rules, repeated,
+//! plus what only the controller can know (derived names).
+//!
+//! A spec may reach the controller without passing the schema (an older CRD, a server without
+//! CEL), and an invalid spec must never touch traffic. Every problem names its field, so the
+//! `Stalled/InvalidSpec` message tells a person exactly what to fix.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+
+use crate::{BlueGreenRelease, labels};
+
+/// One problem with a spec, named by its field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// All the problems of a spec.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid spec: {}", join(.0))]
+pub struct InvalidSpec(pub Vec<FieldError>);
+
+fn join(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+const MAX_NAME: usize = 63;
+/// Job names are `<release>-<test>-<revision[:8]>` and Job names are limited to 63.
+const MAX_RELEASE_PLUS_TEST: usize = MAX_NAME - 2 - 8;
+const MAX_RELEASE_NAME: usize = 55;
+const MAX_SMOKE_TESTS: usize = 16;
+
+/// Checks a release's spec; `Ok` means the controller may act on it.
+pub fn validate(release: &BlueGreenRelease) -> Result<(), InvalidSpec> {
+    let mut errors = Errors::default();
+    let spec = &release.spec;
+    let name = release.metadata.name.as_deref().unwrap_or_default();
+
+    if name.len() > MAX_RELEASE_NAME {
+        errors.push("metadata.name", format!("must be at most {MAX_RELEASE_NAME} characters (is {}): Service, ReplicaSet and Job names are derived from it", name.len()));
+    }
+
+    check_pod_template(&mut errors, "spec.template", &spec.template);
+    let template_labels = spec.template_labels();
+    if template_labels.is_empty() {
+        errors.push(
+            "spec.template.metadata.labels",
+            "must not be empty: the selector and both Services match pods by them",
+        );
+    }
+    for key in template_labels
+        .keys()
+        .filter(|k| k.starts_with(labels::PREFIX))
+    {
+        errors.push(
+            "spec.template.metadata.labels",
+            format!(
+                "label '{key}' uses the reserved prefix '{}'",
+                labels::PREFIX
+            ),
+        );
+    }
+    if let Some(selector) = &spec.selector {
+        if selector.match_labels.is_empty() {
+            errors.push("spec.selector.matchLabels", "must not be empty");
+        }
+        for (key, value) in &selector.match_labels {
+            if key.starts_with(labels::PREFIX) {
+                errors.push(
+                    "spec.selector.matchLabels",
+                    format!(
+                        "label '{key}' uses the reserved prefix '{}'",
+                        labels::PREFIX
+                    ),
+                );
+            } else if template_labels.get(key) != Some(value) {
+                errors.push(
+                    "spec.selector.matchLabels",
+                    format!("'{key}={value}' is not among spec.template.metadata.labels"),
+                );
+            }
+        }
+    }
+
+    if spec.replicas < 1 {
+        errors.push(
+            "spec.replicas",
+            format!("must be at least 1 (is {})", spec.replicas),
+        );
+    }
+    if let Some(preview) = spec.preview_replicas
+        && preview < 1
+    {
+        errors.push(
+            "spec.previewReplicas",
+            format!("must be at least 1 (is {preview})"),
+        );
+    }
+    if spec.standby_replicas < 0 || spec.standby_replicas > spec.replicas {
+        errors.push(
+            "spec.standbyReplicas",
+            format!(
+                "must be between 0 and spec.replicas ({}) (is {})",
+                spec.replicas, spec.standby_replicas
+            ),
+        );
+    }
+    errors.at_least("spec.minReadySeconds", spec.min_ready_seconds, 0);
+    errors.at_least(
+        "spec.progressDeadlineSeconds",
+        spec.progress_deadline_seconds,
+        1,
+    );
+    errors.at_least(
+        "spec.scaleDownDelaySeconds",
+        spec.scale_down_delay_seconds,
+        0,
+    );
+    errors.at_least(
+        "spec.promotion.autoPromoteAfterSeconds",
+        spec.promotion.auto_promote_after_seconds,
+        0,
+    );
+    if !(1..=100).contains(&spec.revision_history_limit) {
+        errors.push(
+            "spec.revisionHistoryLimit",
+            format!(
+                "must be between 1 and 100 (is {})",
+                spec.revision_history_limit
+            ),
+        );
+    }
+    if let Some(version) = &spec.version
+        && (version.is_empty() || version.len() > 128)
+    {
+        errors.push("spec.version", "must be 1 to 128 characters");
+    }
+
+    check_services(&mut errors, release);
+    check_smoke_tests(&mut errors, release, name);
+
+    errors.finish()
+}
+
+fn check_services(errors: &mut Errors, release: &BlueGreenRelease) {
+    let service = &release.spec.service;
+    if !is_dns1035_label(&service.name) {
+        errors.push("spec.service.name", format!("'{}' must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63)", service.name));
+    }
+    let preview = release.preview_service_name();
+    let preview_field = if service.preview_name.is_some() {
+        "spec.service.previewName"
+    } else {
+        "metadata.name"
+    };
+    if !is_dns1035_label(&preview) {
+        errors.push(preview_field, format!("the preview Service name '{preview}' must be a DNS-1035 label; set spec.service.previewName"));
+    }
+    if preview == service.name {
+        errors.push(
+            preview_field,
+            format!("the preview Service name '{preview}' must differ from spec.service.name"),
+        );
+    }
+    let mut seen_ports = BTreeSet::new();
+    let mut seen_names = BTreeSet::new();
+    for (i, port) in service.ports.iter().enumerate() {
+        let field = format!("spec.service.ports[{i}]");
+        if !(1..=65535).contains(&port.port) {
+            errors.push(
+                format!("{field}.port"),
+                format!("must be between 1 and 65535 (is {})", port.port),
+            );
+        }
+        if !seen_ports.insert((port.port, port.protocol)) {
+            errors.push(
+                format!("{field}.port"),
+                format!("port {} is listed twice", port.port),
+            );
+        }
+        match &port.name {
+            Some(name) if !seen_names.insert(name.clone()) => errors.push(
+                format!("{field}.name"),
+                format!("name '{name}' is listed twice"),
+            ),
+            None if service.ports.len() > 1 => errors.push(
+                format!("{field}.name"),
+                "is required when there is more than one port",
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn check_smoke_tests(errors: &mut Errors, release: &BlueGreenRelease, release_name: &str) {
+    let tests = &release.spec.smoke_tests;
+    if tests.len() > MAX_SMOKE_TESTS {
+        errors.push(
+            "spec.smokeTests",
+            format!("at most {MAX_SMOKE_TESTS} tests (has {})", tests.len()),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, test) in tests.iter().enumerate() {
+        let field = format!("spec.smokeTests[{i}]");
+        if !is_dns1123_label(&test.name) {
+            errors.push(
+                format!("{field}.name"),
+                format!(
+                    "'{}' must be a DNS label (lowercase letters, digits and '-')",
+                    test.name
+                ),
+            );
+        }
+        if !seen.insert(test.name.as_str()) {
+            errors.push(
+                format!("{field}.name"),
+                format!(
+                    "'{}' is listed twice; smoke test names must be unique",
+                    test.name
+                ),
+            );
+        }
+        if release_name.len() + test.name.len() > MAX_RELEASE_PLUS_TEST {
+            errors.push(format!("{field}.name"), format!("release name plus test name must be at most {MAX_RELEASE_PLUS_TEST} characters: the Job is named '<release>-<test>-<revision[:8]>'"));
+        }
+        if test.timeout_seconds < 1 {
+            errors.push(
+                format!("{field}.timeoutSeconds"),
+                format!("must be at least 1 (is {})", test.timeout_seconds),
+            );
+        }
+        if !(0..=10).contains(&test.backoff_limit) {
+            errors.push(
+                format!("{field}.backoffLimit"),
+                format!("must be between 0 and 10 (is {})", test.backoff_limit),
+            );
+        }
+        check_pod_template(errors, &format!("{field}.template"), &test.template);
+        if let Some(policy) = test
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            && policy == "Always"
+        {
+            errors.push(
+                format!("{field}.template.spec.restartPolicy"),
+                "a Job's pods must use Never or OnFailure",
+            );
+        }
+    }
+}
+
+fn check_pod_template(errors: &mut Errors, field: &str, template: &PodTemplateSpec) {
+    let containers = template
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    if containers.is_empty() {
+        errors.push(
+            format!("{field}.spec.containers"),
+            "must list at least one container",
+        );
+    }
+    for (i, container) in containers.iter().enumerate() {
+        if container.image.as_deref().unwrap_or_default().is_empty() {
+            errors.push(format!("{field}.spec.containers[{i}].image"), "must be set");
+        }
+    }
+}
+
+/// A DNS-1123 label: what Kubernetes requires of most object names.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS-1035 label: what Kubernetes requires of Service names (must start with a letter).
+pub fn is_dns1035_label(s: &str) -> bool {
+    is_dns1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn at_least(&mut self, field: &str, value: i32, min: i32) {
+        if value < min {
+            self.push(field, format!("must be at least {min} (is {value})"));
+        }
+    }
+
+    fn finish(self) -> Result<(), InvalidSpec> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidSpec(self.0))
+        }
+    }
+}
