@@ -56,6 +56,11 @@ pub struct BlueGreenReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
 
+    /// A revision the controller will not deploy again until the spec changes or a `retry`:
+    /// the one that failed, was aborted, or was rolled back from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_revision: Option<String>,
+
     /// The last manual action consumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_action: Option<LastAction>,
@@ -187,7 +192,11 @@ pub struct RolloutStatus {
     pub revision: String,
     pub version: String,
     pub color: Color,
+    /// When the rollout began; also its identity, stamped on its smoke-test Jobs so that a
+    /// Job left from an earlier attempt at the same revision is never mistaken for this one's.
     pub started_at: Time,
+    /// The progress deadline counts from here (reset when the cold color loses availability).
+    pub progressing_since: Time,
     /// When the cold color was first seen fully available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_at: Option<Time>,
@@ -197,6 +206,12 @@ pub struct RolloutStatus {
     /// True when this rollout returns to the warm previous color (no redeploy).
     #[serde(default)]
     pub rollback: bool,
+    /// Smoke tests are skipped: a rollback to a revision that already passed them.
+    #[serde(default)]
+    pub skip_tests: bool,
+    /// Why this rollout started, when it was not a plain spec change (e.g. a rollback action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// A promote action was accepted for this rollout (Manual mode).
     #[serde(default)]
     pub promote_requested: bool,
