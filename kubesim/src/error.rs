@@ -1,0 +1,239 @@
+//! API errors rendered as `meta/v1 Status` objects, the way a real apiserver answers.
+
+use serde_json::{Value, json};
+
+/// One field-level cause inside a `Status.details.causes` list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cause {
+    pub reason: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl Cause {
+    pub fn new(reason: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Cause {
+            reason: reason.to_string(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An error answered to a client. Every variant maps to one HTTP code and `reason`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub name: Option<String>,
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub causes: Vec<Cause>,
+}
+
+impl ApiError {
+    fn base(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            name: None,
+            group: None,
+            kind: None,
+            causes: Vec::new(),
+        }
+    }
+
+    fn with_target(mut self, group: &str, resource: &str, name: &str) -> Self {
+        self.group = Some(group.to_string());
+        self.kind = Some(resource.to_string());
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// `pods "x" not found` — `resource` is the plural, `group` may be empty.
+    pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
+        Self::base(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(group, resource)),
+        )
+        .with_target(group, resource, name)
+    }
+
+    pub fn not_found_path(path: &str) -> Self {
+        Self::base(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
+    }
+
+    pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
+        Self::base(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(group, resource)),
+        )
+        .with_target(group, resource, name)
+    }
+
+    pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        Self::base(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified(group, resource)
+            ),
+        )
+        .with_target(group, resource, name)
+    }
+
+    /// Server-side apply conflicts: message and causes shaped like the apiserver's
+    /// (`conflict with "manager" using v1: .spec.replicas`).
+    pub fn apply_conflict(group: &str, resource: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let listed: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.message, c.field)).collect();
+        let mut e = Self::base(
+            409,
+            "Conflict",
+            format!(
+                "Apply failed with {} conflict{}: {}",
+                causes.len(),
+                if causes.len() == 1 { "" } else { "s" },
+                listed.join("\n")
+            ),
+        )
+        .with_target(group, resource, name);
+        e.causes = causes;
+        e
+    }
+
+    /// 422 with field causes; `kind_group` is e.g. `BlueGreenRelease.bluegreen.dev`.
+    pub fn invalid(kind_group: &str, kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let rendered: Vec<String> = causes
+            .iter()
+            .map(|c| {
+                if c.field.is_empty() {
+                    c.message.clone()
+                } else {
+                    format!("{}: {}", c.field, c.message)
+                }
+            })
+            .collect();
+        let list = if rendered.len() == 1 {
+            rendered[0].clone()
+        } else {
+            format!("[{}]", rendered.join(", "))
+        };
+        let mut e = Self::base(
+            422,
+            "Invalid",
+            format!("{kind_group} \"{name}\" is invalid: {list}"),
+        );
+        e.group = Some(group.to_string());
+        e.kind = Some(kind.to_string());
+        e.name = Some(name.to_string());
+        e.causes = causes;
+        e
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::base(400, "BadRequest", message)
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::base(405, "MethodNotAllowed", message)
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::base(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"),
+        )
+    }
+
+    pub fn too_large() -> Self {
+        Self::base(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
+    }
+
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::base(410, "Expired", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::base(500, "InternalError", message)
+    }
+
+    /// Arbitrary code used by fault injection.
+    pub fn injected(code: u16, message: impl Into<String>) -> Self {
+        let reason = match code {
+            400 => "BadRequest",
+            403 => "Forbidden",
+            404 => "NotFound",
+            409 => "Conflict",
+            410 => "Expired",
+            422 => "Invalid",
+            429 => "TooManyRequests",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "InternalError",
+        };
+        Self::base(code, reason, message)
+    }
+
+    /// The `meta/v1 Status` body.
+    pub fn to_status(&self) -> Value {
+        let mut details = serde_json::Map::new();
+        if let Some(n) = &self.name {
+            details.insert("name".into(), json!(n));
+        }
+        if let Some(g) = &self.group {
+            details.insert("group".into(), json!(g));
+        }
+        if let Some(k) = &self.kind {
+            details.insert("kind".into(), json!(k));
+        }
+        if !self.causes.is_empty() {
+            details.insert(
+                "causes".into(),
+                Value::Array(
+                    self.causes
+                        .iter()
+                        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                        .collect(),
+                ),
+            );
+        }
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if !details.is_empty() {
+            status["details"] = Value::Object(details);
+        }
+        status
+    }
+}
+
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,76 @@
+//! HTTP routing: discovery, OpenAPI stubs, admin endpoints and the resource API.
+
+mod admin;
+mod resource;
+mod response;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{any, get};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::audit::Audit;
+use crate::cluster::Cluster;
+use crate::discovery;
+use crate::error::ApiError;
+use crate::faults::{Fault, Faults};
+use response::{error, json};
+
+/// Everything a request handler needs.
+pub struct Shared {
+    pub cluster: Arc<Cluster>,
+    pub audit: Audit,
+    pub faults: Faults,
+    /// Bumped to end every open watch stream.
+    pub close_watches: watch::Sender<u64>,
+    pub addr: SocketAddr,
+}
+
+pub type AppState = Arc<Shared>;
+
+impl Shared {
+    /// Applies a fault: one-shot actions now, rules for later requests.
+    pub fn inject(&self, f: &Fault) {
+        if f.expire_resource_versions {
+            self.cluster.lock().expire_history();
+        }
+        if f.close_watches || f.expire_resource_versions {
+            self.close_watches.send_modify(|g| *g += 1);
+        }
+        self.faults.add(f);
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/version", get(|| async { json(200, &discovery::version()) }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/api", get(api_versions))
+        .route("/apis", get(group_list))
+        .route("/openapi/v2", get(|| async { json(200, &json!({"swagger": "2.0", "info": {"title": "kubesim", "version": "v1.34.0"}, "paths": {}, "definitions": {}})) }))
+        .route("/openapi/v3", get(|| async { json(200, &json!({"paths": {}})) }))
+        .route("/kubesim/v1/faults", any(admin::faults))
+        .route("/kubesim/v1/audit", any(admin::audit))
+        .fallback(resource::dispatch)
+        .with_state(state)
+}
+
+async fn api_versions(State(app): State<AppState>) -> Response {
+    json(200, &discovery::core_versions(&app.addr.to_string()))
+}
+
+async fn group_list(State(app): State<AppState>) -> Response {
+    let reg = app.cluster.lock().registry.clone();
+    json(200, &discovery::group_list(&reg))
+}
+
+fn not_found(path: &str) -> Response {
+    error(&ApiError::not_found_path(path))
+}

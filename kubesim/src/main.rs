@@ -1,0 +1,51 @@
+//! `kubesim serve --addr 127.0.0.1:0 --kubeconfig PATH`
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "kubesim", about = "A Kubernetes API simulator on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API until SIGTERM or SIGINT.
+    Serve {
+        /// Listen address; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+        /// Where to write a kubeconfig for the chosen port.
+        #[arg(long, env = "KUBECONFIG_OUT")]
+        kubeconfig: Option<PathBuf>,
+        /// Events kept for watch resumption.
+        #[arg(long, default_value_t = 20_000)]
+        watch_history: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "kubesim=info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve { addr, kubeconfig, watch_history } = Cli::parse().command;
+    let server = kubesim::Server::builder().addr(addr).watch_history(watch_history).start().await?;
+    if let Some(path) = &kubeconfig {
+        server.write_kubeconfig(path)?;
+    }
+    // The address goes to stdout alone, so scripts can read it.
+    println!("{}", server.addr());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    server.shutdown().await;
+    Ok(())
+}

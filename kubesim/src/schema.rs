@@ -1,0 +1,285 @@
+//! Structural-schema handling for custom resources: defaulting, pruning and validation
+//! against `openAPIV3Schema`, with error messages shaped like the apiserver's.
+//! CEL rules (`x-kubernetes-validations`) are not evaluated.
+
+use serde_json::{Map, Value};
+
+use crate::error::Cause;
+
+/// Defaults, prunes and validates `obj` in place; returns the causes of any violation.
+pub fn apply(obj: &mut Value, schema: &Value) -> Vec<Cause> {
+    default_and_prune(obj, schema, true);
+    let mut causes = Vec::new();
+    validate(obj, schema, "", true, &mut causes);
+    causes
+}
+
+fn flag(s: &Value, name: &str) -> bool {
+    s.get(name).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Fields the apiserver keeps on any object regardless of schema.
+fn is_meta_field(key: &str) -> bool {
+    matches!(key, "apiVersion" | "kind" | "metadata")
+}
+
+fn default_and_prune(v: &mut Value, s: &Value, root: bool) {
+    match v {
+        Value::Object(map) => {
+            let keeps_meta = root || flag(s, "x-kubernetes-embedded-resource");
+            let props = s.get("properties").and_then(Value::as_object);
+            if let Some(props) = props {
+                for (k, ps) in props {
+                    if !map.contains_key(k)
+                        && let Some(d) = ps.get("default")
+                    {
+                        map.insert(k.clone(), d.clone());
+                    }
+                }
+            }
+            let additional = s.get("additionalProperties");
+            let preserve = flag(s, "x-kubernetes-preserve-unknown-fields")
+                || additional.is_some_and(|a| a.as_bool() == Some(true));
+            if !preserve && !flag(s, "x-kubernetes-int-or-string") {
+                let additional_schema = additional.filter(|a| a.is_object());
+                map.retain(|k, _| {
+                    (keeps_meta && is_meta_field(k))
+                        || props.is_some_and(|p| p.contains_key(k))
+                        || additional_schema.is_some()
+                });
+            }
+            for (k, child) in map.iter_mut() {
+                if keeps_meta && is_meta_field(k) {
+                    continue;
+                }
+                if let Some(ps) = props.and_then(|p| p.get(k)) {
+                    default_and_prune(child, ps, false);
+                } else if let Some(a) = additional.filter(|a| a.is_object()) {
+                    default_and_prune(child, a, false);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = s.get("items") {
+                for it in items {
+                    default_and_prune(it, is, false);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn type_ok(v: &Value, t: &str) -> bool {
+    match t {
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        _ => true,
+    }
+}
+
+fn render(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn child(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+fn invalid(out: &mut Vec<Cause>, path: &str, value: &Value, detail: String) {
+    out.push(Cause::new(
+        "FieldValueInvalid",
+        path,
+        format!("Invalid value: {}: {detail}", render(value)),
+    ));
+}
+
+fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) {
+    if v.is_null() {
+        if !flag(s, "nullable") && s.get("type").is_some() {
+            let t = s["type"].as_str().unwrap_or_default();
+            out.push(Cause::new(
+                "FieldValueTypeInvalid",
+                path,
+                format!("Invalid value: \"null\": {path} in body must be of type {t}: \"null\""),
+            ));
+        }
+        return;
+    }
+    if flag(s, "x-kubernetes-int-or-string") {
+        if !(v.is_string() || type_ok(v, "integer")) {
+            out.push(Cause::new(
+                "FieldValueTypeInvalid",
+                path,
+                format!("Invalid value: {:?}: {path} in body must be of type int-or-string: {:?}", type_name(v), type_name(v)),
+            ));
+        }
+        return;
+    }
+    if let Some(t) = s.get("type").and_then(Value::as_str)
+        && !type_ok(v, t)
+    {
+        out.push(Cause::new(
+            "FieldValueTypeInvalid",
+            path,
+            format!("Invalid value: {:?}: {path} in body must be of type {t}: {:?}", type_name(v), type_name(v)),
+        ));
+        return;
+    }
+    if let Some(allowed) = s.get("enum").and_then(Value::as_array)
+        && !allowed.contains(v)
+    {
+        let list: Vec<String> = allowed.iter().map(render).collect();
+        out.push(Cause::new(
+            "FieldValueNotSupported",
+            path,
+            format!("Unsupported value: {}: supported values: {}", render(v), list.join(", ")),
+        ));
+    }
+    match v {
+        Value::String(st) => validate_string(v, st, s, path, out),
+        Value::Number(n) => validate_number(v, n.as_f64().unwrap_or(0.0), s, path, out),
+        Value::Array(items) => {
+            let n = items.len() as u64;
+            if let Some(min) = s.get("minItems").and_then(Value::as_u64)
+                && n < min
+            {
+                invalid(out, path, &Value::from(n), format!("{path} in body should have at least {min} items"));
+            }
+            if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
+                && n > max
+            {
+                out.push(Cause::new("FieldValueTooMany", path, format!("Too many: {n}: must have at most {max} items")));
+            }
+            if let Some(is) = s.get("items") {
+                for (i, it) in items.iter().enumerate() {
+                    validate(it, is, &format!("{path}[{i}]"), false, out);
+                }
+            }
+        }
+        Value::Object(map) => validate_object(map, s, path, root, out),
+        _ => {}
+    }
+}
+
+fn validate_string(v: &Value, st: &str, s: &Value, path: &str, out: &mut Vec<Cause>) {
+    let len = st.chars().count() as u64;
+    if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
+        && len > max
+    {
+        out.push(Cause::new("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
+    }
+    if let Some(min) = s.get("minLength").and_then(Value::as_u64)
+        && len < min
+    {
+        invalid(out, path, v, format!("{path} in body should be at least {min} chars long"));
+    }
+    if let Some(p) = s.get("pattern").and_then(Value::as_str)
+        && let Ok(re) = regex::Regex::new(p)
+        && !re.is_match(st)
+    {
+        invalid(out, path, v, format!("{path} in body should match '{p}'"));
+    }
+}
+
+fn validate_number(v: &Value, x: f64, s: &Value, path: &str, out: &mut Vec<Cause>) {
+    if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
+        if flag(s, "exclusiveMinimum") {
+            if x <= min {
+                invalid(out, path, v, format!("{path} in body should be greater than {}", s["minimum"]));
+            }
+        } else if x < min {
+            invalid(out, path, v, format!("{path} in body should be greater than or equal to {}", s["minimum"]));
+        }
+    }
+    if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
+        if flag(s, "exclusiveMaximum") {
+            if x >= max {
+                invalid(out, path, v, format!("{path} in body should be less than {}", s["maximum"]));
+            }
+        } else if x > max {
+            invalid(out, path, v, format!("{path} in body should be less than or equal to {}", s["maximum"]));
+        }
+    }
+}
+
+fn validate_object(map: &Map<String, Value>, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) {
+    for req in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(k) = req.as_str()
+            && !map.contains_key(k)
+        {
+            out.push(Cause::new("FieldValueRequired", child(path, k), "Required value"));
+        }
+    }
+    let props = s.get("properties").and_then(Value::as_object);
+    let additional = s.get("additionalProperties").filter(|a| a.is_object());
+    let embedded = root || flag(s, "x-kubernetes-embedded-resource");
+    for (k, cv) in map {
+        // ObjectMeta is validated by the apiserver's own rules, not the schema.
+        if embedded && is_meta_field(k) {
+            continue;
+        }
+        if let Some(ps) = props.and_then(|p| p.get(k)) {
+            validate(cv, ps, &child(path, k), false, out);
+        } else if let Some(a) = additional {
+            validate(cv, a, &child(path, k), false, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Value {
+        json!({"type": "object", "properties": {
+            "spec": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "maxLength": 5},
+                "replicas": {"type": "integer", "minimum": 0, "default": 1},
+                "mode": {"type": "string", "enum": ["Auto", "Manual"]},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }}
+        }})
+    }
+
+    #[test]
+    fn defaults_prunes_and_reports() {
+        let mut obj = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"},
+            "spec": {"name": "abc", "junk": 1, "free": {"any": {"thing": 1}}}});
+        assert!(apply(&mut obj, &schema()).is_empty());
+        assert_eq!(obj["spec"]["replicas"], 1);
+        assert!(obj["spec"].get("junk").is_none());
+        assert_eq!(obj["spec"]["free"]["any"]["thing"], 1);
+
+        let mut bad = json!({"spec": {"replicas": -1, "mode": "X", "name": "toolong"}});
+        let causes = apply(&mut bad, &schema());
+        let msgs: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        assert!(msgs.contains(&"spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0".to_string()), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.starts_with("spec.mode: Unsupported value: \"X\"")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.starts_with("spec.name: Too long")), "{msgs:?}");
+        let mut missing = json!({"spec": {}});
+        let causes = apply(&mut missing, &schema());
+        assert_eq!(causes[0].field, "spec.name");
+        assert_eq!(causes[0].message, "Required value");
+    }
+}

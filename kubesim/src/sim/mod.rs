@@ -1,0 +1,219 @@
+//! Simulated built-in controllers, driven by store events (no polling):
+//! kubelet-like pod lifecycle, ReplicaSet, Job, and Service endpoints.
+//! Timers (readiness, crash, run time, minReadySeconds, deadlines) post work back
+//! into the single loop, so all simulated writes are serialized.
+
+mod endpoints;
+mod job;
+mod pod;
+mod replicaset;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::cluster::{Cluster, DeleteOpts, Sub, WriteOpts};
+use crate::meta;
+use crate::registry::{GroupResource, ResourceDef};
+use crate::store::{EventType, StoreEvent};
+
+/// Work items for the loop.
+#[derive(Debug, Clone)]
+enum Work {
+    ReplicaSet { ns: String, name: String },
+    Job { ns: String, name: String },
+    Service { ns: String, name: String },
+    /// A pod timer fired; `uid` guards against a recreated pod of the same name.
+    Pod { ns: String, name: String, uid: String, step: pod::Step },
+}
+
+pub fn spawn(cluster: Arc<Cluster>) -> JoinHandle<()> {
+    let events = cluster.lock().subscribe();
+    tokio::spawn(async move {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sim = Sim::new(cluster, tx);
+        sim.run(events, rx).await;
+    })
+}
+
+fn gr(group: &str, resource: &str) -> GroupResource {
+    GroupResource::new(group, resource)
+}
+
+struct Sim {
+    cluster: Arc<Cluster>,
+    tx: mpsc::UnboundedSender<Work>,
+    pods: Arc<ResourceDef>,
+    rs: Arc<ResourceDef>,
+    jobs: Arc<ResourceDef>,
+    services: Arc<ResourceDef>,
+    endpoints: Arc<ResourceDef>,
+    slices: Arc<ResourceDef>,
+    events: Arc<ResourceDef>,
+}
+
+impl Sim {
+    fn new(cluster: Arc<Cluster>, tx: mpsc::UnboundedSender<Work>) -> Self {
+        let d = |g: &str, v: &str, r: &str| cluster.resolve(g, v, r).expect("built-in kind");
+        Sim {
+            pods: d("", "v1", "pods"),
+            rs: d("apps", "v1", "replicasets"),
+            jobs: d("batch", "v1", "jobs"),
+            services: d("", "v1", "services"),
+            endpoints: d("", "v1", "endpoints"),
+            slices: d("discovery.k8s.io", "v1", "endpointslices"),
+            events: d("", "v1", "events"),
+            cluster,
+            tx,
+        }
+    }
+
+    async fn run(self, mut events: broadcast::Receiver<Arc<StoreEvent>>, mut rx: mpsc::UnboundedReceiver<Work>) {
+        self.resync();
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(ev) => self.on_event(&ev),
+                    // Missed events: reconcile everything rather than guess.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.resync(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                Some(w) = rx.recv() => self.handle(w),
+            }
+        }
+    }
+
+    fn resync(&self) {
+        for o in self.cluster.scan(&gr("apps", "replicasets"), None, |_| true) {
+            self.handle(Work::ReplicaSet { ns: meta::namespace(&o).into(), name: meta::name(&o).into() });
+        }
+        for o in self.cluster.scan(&gr("batch", "jobs"), None, |_| true) {
+            self.handle(Work::Job { ns: meta::namespace(&o).into(), name: meta::name(&o).into() });
+        }
+        for o in self.cluster.scan(&gr("", "services"), None, |_| true) {
+            self.handle(Work::Service { ns: meta::namespace(&o).into(), name: meta::name(&o).into() });
+        }
+        for o in self.cluster.scan(&gr("", "pods"), None, |p| p.pointer("/status/podIP").is_none()) {
+            self.start_pod(&o);
+        }
+    }
+
+    fn on_event(&self, ev: &StoreEvent) {
+        let k = &ev.key;
+        let (ns, name) = (k.namespace.clone(), k.name.clone());
+        match (k.gr.group.as_str(), k.gr.resource.as_str()) {
+            ("apps", "replicasets") if ev.kind != EventType::Deleted => self.handle(Work::ReplicaSet { ns, name }),
+            ("batch", "jobs") if ev.kind != EventType::Deleted => self.handle(Work::Job { ns, name }),
+            ("", "services") => {
+                if ev.kind == EventType::Deleted {
+                    self.delete_quietly(&self.endpoints, &ns, &name);
+                } else {
+                    self.handle(Work::Service { ns, name });
+                }
+            }
+            ("", "pods") => {
+                if ev.kind == EventType::Added && ev.object.pointer("/status/podIP").is_none() {
+                    self.start_pod(&ev.object);
+                }
+                self.pod_changed(&ev.object, ev.old.as_deref());
+            }
+            _ => {}
+        }
+    }
+
+    /// A pod changed: its controller and the Services selecting it must look again.
+    fn pod_changed(&self, pod: &Value, old: Option<&Value>) {
+        let ns = meta::namespace(pod).to_string();
+        for r in pod.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten() {
+            if r.get("controller") != Some(&json!(true)) {
+                continue;
+            }
+            let name = r.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            match r.get("kind").and_then(Value::as_str) {
+                Some("ReplicaSet") => self.handle(Work::ReplicaSet { ns: ns.clone(), name }),
+                Some("Job") => self.handle(Work::Job { ns: ns.clone(), name }),
+                _ => {}
+            }
+        }
+        let labels = |p: &Value| p.pointer("/metadata/labels").and_then(Value::as_object).cloned();
+        let (now, before) = (labels(pod), old.and_then(labels));
+        for svc in self.cluster.scan(&gr("", "services"), Some(&ns), |s| {
+            let Some(sel) = s.pointer("/spec/selector").and_then(Value::as_object) else { return false };
+            let sel = crate::selector::LabelSelector::from_map(sel);
+            !sel.is_empty() && (sel.matches_labels(now.as_ref()) || sel.matches_labels(before.as_ref()))
+        }) {
+            self.handle(Work::Service { ns: ns.clone(), name: meta::name(&svc).to_string() });
+        }
+    }
+
+    fn handle(&self, w: Work) {
+        match w {
+            Work::ReplicaSet { ns, name } => self.reconcile_replicaset(&ns, &name),
+            Work::Job { ns, name } => self.reconcile_job(&ns, &name),
+            Work::Service { ns, name } => self.reconcile_endpoints(&ns, &name),
+            Work::Pod { ns, name, uid, step } => self.pod_step(&ns, &name, &uid, step),
+        }
+    }
+
+    fn after(&self, delay: Duration, w: Work) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(w);
+        });
+    }
+
+    /// Writes `status` of a stored object if `f` changed it; retries once on conflict.
+    fn update_status(&self, def: &ResourceDef, ns: &str, name: &str, manager: &str, f: impl Fn(&mut Value)) {
+        for _ in 0..3 {
+            let Some(cur) = self.cluster.get_stored(&def.storage, ns, name) else { return };
+            let mut next = cur.clone();
+            f(&mut next);
+            if next.get("status") == cur.get("status") {
+                return;
+            }
+            match self.cluster.update(def, &def.versions[0], ns, name, next, Sub::Status, &WriteOpts::manager(manager)) {
+                Err(e) if e.code == 409 => continue,
+                _ => return,
+            }
+        }
+    }
+
+    fn delete_quietly(&self, def: &ResourceDef, ns: &str, name: &str) {
+        let _ = self.cluster.delete(def, &def.versions[0], ns, name, &DeleteOpts::default());
+    }
+
+    /// Records a core/v1 Event about `obj`, like controllers do.
+    fn record(&self, obj: &Value, kind: &str, typ: &str, reason: &str, message: String, component: &str) {
+        let ns = meta::namespace(obj);
+        let now = meta::now();
+        let ev = json!({
+            "metadata": {"name": format!("{}.{}", meta::name(obj), meta::random_suffix(10)), "namespace": ns},
+            "involvedObject": {"kind": kind, "namespace": ns, "name": meta::name(obj), "uid": meta::uid(obj),
+                "apiVersion": obj.get("apiVersion").cloned().unwrap_or(Value::Null),
+                "resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)},
+            "reason": reason, "message": message, "type": typ,
+            "source": {"component": component}, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": component, "reportingInstance": "",
+        });
+        let _ = self.cluster.create(&self.events, "v1", ns, ev, &WriteOpts::manager(component));
+    }
+}
+
+fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(uid)))
+}
+
+fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "name": meta::name(owner), "uid": meta::uid(owner),
+           "controller": true, "blockOwnerDeletion": true})
+}
+
+fn annotation_ms(obj: &Value, key: &str) -> Option<u64> {
+    meta::annotation(obj, key).and_then(|v| v.trim().parse().ok())
+}

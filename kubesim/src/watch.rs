@@ -1,0 +1,218 @@
+//! Watch streams: newline-delimited JSON events from a resourceVersion, with
+//! bookmarks, timeouts, forced closes and in-stream 410 Expired errors.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::cluster::Cluster;
+use crate::convert;
+use crate::error::ApiError;
+use crate::registry::ResourceDef;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::{EventType, StoreEvent};
+use crate::table;
+
+/// Query parameters of a watch request.
+#[derive(Debug, Clone, Default)]
+pub struct WatchParams {
+    pub resource_version: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub timeout: Option<Duration>,
+    pub bookmarks: bool,
+    pub send_initial_events: bool,
+    /// `Some(includeObject)` when the client asked for Table rows.
+    pub table: Option<String>,
+}
+
+/// First bookmark soon after the start, then periodically, so clients learn progress.
+const FIRST_BOOKMARK: Duration = Duration::from_millis(100);
+const BOOKMARK_EVERY: Duration = Duration::from_secs(3);
+
+struct Filter {
+    def: Arc<ResourceDef>,
+    version: String,
+    namespace: Option<String>,
+    params: WatchParams,
+}
+
+impl Filter {
+    fn matches(&self, obj: &Value) -> bool {
+        if !self.params.labels.matches(obj) {
+            return false;
+        }
+        self.params.fields.is_empty() || self.params.fields.matches(&convert::from_storage(&self.def, &self.version, obj))
+    }
+
+    /// Maps a store event to what this watcher sees (label moves become ADDED/DELETED).
+    fn translate(&self, ev: &StoreEvent) -> Option<(EventType, Arc<Value>)> {
+        if ev.key.gr != self.def.storage {
+            return None;
+        }
+        if let Some(ns) = &self.namespace
+            && &ev.key.namespace != ns
+        {
+            return None;
+        }
+        let now = self.matches(&ev.object);
+        let before = ev.old.as_ref().is_some_and(|o| self.matches(o));
+        let kind = match (ev.kind, before, now) {
+            (EventType::Modified, true, true) => EventType::Modified,
+            (EventType::Modified, false, true) => EventType::Added,
+            (EventType::Modified, true, false) => EventType::Deleted,
+            (EventType::Modified, false, false) => return None,
+            (k, _, true) => k,
+            (_, _, false) => return None,
+        };
+        Some((kind, ev.object.clone()))
+    }
+
+    fn line(&self, kind: &str, obj: &Value) -> String {
+        let served = convert::from_storage(&self.def, &self.version, obj);
+        let object = match &self.params.table {
+            Some(include) => {
+                let rv = served.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+                table::build(&self.def, &self.version, &[served], include, json!({"resourceVersion": rv}))
+            }
+            None => served,
+        };
+        let mut s = json!({"type": kind, "object": object}).to_string();
+        s.push('\n');
+        s
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> String {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let mut s = json!({"type": "BOOKMARK", "object": {
+            "kind": self.def.kind, "apiVersion": self.def.api_version(&self.version), "metadata": meta}})
+        .to_string();
+        s.push('\n');
+        s
+    }
+}
+
+fn expired_line(rv: &str, horizon: u64) -> String {
+    let status = ApiError::gone(format!("too old resource version: {rv} ({horizon})")).to_status();
+    let mut s = json!({"type": "ERROR", "object": status}).to_string();
+    s.push('\n');
+    s
+}
+
+/// Starts a watch. Errors that a real apiserver reports before streaming (bad
+/// resourceVersion syntax) come back as `Err`; expiry is reported in-stream.
+pub fn start(
+    cluster: Arc<Cluster>,
+    def: Arc<ResourceDef>,
+    version: &str,
+    namespace: Option<String>,
+    params: WatchParams,
+    mut closer: watch::Receiver<u64>,
+) -> Result<ReceiverStream<Result<String, Infallible>>, ApiError> {
+    let filter = Filter {
+        namespace: if def.namespaced { namespace } else { None },
+        def,
+        version: version.to_string(),
+        params,
+    };
+    let rv_param = filter.params.resource_version.clone().unwrap_or_default();
+    let requested: Option<u64> = match rv_param.as_str() {
+        "" | "0" => None,
+        s => Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))?),
+    };
+    let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(256);
+    let mut initial: Vec<String> = Vec::new();
+    let (mut events, start_rv) = {
+        let st = cluster.lock();
+        let events = st.subscribe();
+        let current = st.current_rv();
+        match requested {
+            Some(n) if !filter.params.send_initial_events => match st.events_since(n) {
+                Some(backlog) => {
+                    initial.extend(backlog.iter().filter_map(|e| filter.translate(e)).map(|(k, o)| filter.line(k.as_str(), &o)));
+                }
+                None => {
+                    let line = expired_line(&rv_param, st.horizon());
+                    drop(st);
+                    let _ = tx.try_send(Ok(line));
+                    return Ok(ReceiverStream::new(rx));
+                }
+            },
+            _ => {
+                for (_, _, obj) in st.iter(&filter.def.storage, filter.namespace.as_deref()) {
+                    if filter.matches(obj) {
+                        initial.push(filter.line("ADDED", obj));
+                    }
+                }
+            }
+        }
+        (events, current)
+    };
+    closer.mark_unchanged();
+    tokio::spawn(async move {
+        if filter.params.send_initial_events {
+            initial.push(filter.bookmark(start_rv, true));
+        }
+        for line in initial {
+            if tx.send(Ok(line)).await.is_err() {
+                return;
+            }
+        }
+        let mut progress = start_rv;
+        let deadline = filter.params.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut next_bookmark = tokio::time::Instant::now() + FIRST_BOOKMARK;
+        loop {
+            let timeout = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let bookmark = async {
+                if filter.params.bookmarks {
+                    tokio::time::sleep_until(next_bookmark).await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(ev) => {
+                        if ev.rv <= progress {
+                            continue;
+                        }
+                        progress = ev.rv;
+                        if let Some((kind, obj)) = filter.translate(&ev)
+                            && tx.send(Ok(filter.line(kind.as_str(), &obj))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // This watcher fell behind the retained events: it must re-list.
+                        let _ = tx.send(Ok(expired_line(&progress.to_string(), progress))).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = bookmark => {
+                    next_bookmark = tokio::time::Instant::now() + BOOKMARK_EVERY;
+                    if tx.send(Ok(filter.bookmark(progress, false))).await.is_err() {
+                        return;
+                    }
+                }
+                _ = timeout => return,
+                _ = closer.changed() => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(ReceiverStream::new(rx))
+}
