@@ -334,6 +334,8 @@ impl Request {
     fn delete_opts(&self, body: &[u8]) -> ApiResult<DeleteOpts> {
         let b: Value = if body.is_empty() {
             json!({})
+        } else if content_type(&self.headers).starts_with(crate::proto::MEDIA_TYPE) {
+            crate::proto::decode(body)?
         } else {
             serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };

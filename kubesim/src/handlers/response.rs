@@ -39,6 +39,7 @@ pub fn decode_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     let v: Value = match base {
         "" | "application/json" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("Object 'Kind' is missing or body is not valid JSON: {e}")))?,
+        crate::proto::MEDIA_TYPE => crate::proto::decode(body)?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let s = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
             serde_saphyr::from_str(s).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
