@@ -50,13 +50,19 @@ mod tests {
 
     #[test]
     fn same_template_same_revision() {
-        assert_eq!(revision_of(&spec("web:1", None)), revision_of(&spec("web:1", None)));
+        assert_eq!(
+            revision_of(&spec("web:1", None)),
+            revision_of(&spec("web:1", None))
+        );
         assert_eq!(revision_of(&spec("web:1", None)).len(), REVISION_LEN);
     }
 
     #[test]
     fn different_template_different_revision() {
-        assert_ne!(revision_of(&spec("web:1", None)), revision_of(&spec("web:2", None)));
+        assert_ne!(
+            revision_of(&spec("web:1", None)),
+            revision_of(&spec("web:2", None))
+        );
     }
 
     #[test]

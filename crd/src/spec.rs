@@ -133,8 +133,28 @@ pub struct BlueGreenReleaseSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SelectorSpec {
     /// Labels every pod of the application carries; must be a subset of the template labels.
-    #[schemars(length(min = 1))]
+    #[schemars(schema_with = "match_labels_schema")]
     pub match_labels: BTreeMap<String, String>,
+}
+
+/// Most labels a selector may have.
+pub const MAX_SELECTOR_LABELS: usize = 16;
+/// Longest label value Kubernetes accepts.
+pub const MAX_LABEL_VALUE: usize = 63;
+
+/// Schema of `selector.matchLabels`: non-empty, and bounded.
+///
+/// The bounds are what keeps the CEL rule comparing each entry with the template labels inside
+/// the API server's cost budget: unbounded, it is estimated at ~10^11 (393,215 possible
+/// entries, each a comparison of strings up to 3 MiB) and the API server refuses the whole CRD.
+/// 63 is Kubernetes' own limit on a label value, so no valid selector is lost.
+fn match_labels_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": MAX_SELECTOR_LABELS,
+        "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE}
+    })
 }
 
 /// The Services in front of the two colors.

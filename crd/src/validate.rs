@@ -10,6 +10,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
+use crate::spec::{MAX_LABEL_VALUE, MAX_SELECTOR_LABELS};
 use crate::{BlueGreenRelease, labels};
 
 /// One problem with a spec, named by its field path.
@@ -43,6 +44,10 @@ const MAX_NAME: usize = 63;
 const MAX_RELEASE_PLUS_TEST: usize = MAX_NAME - 2 - 8;
 const MAX_RELEASE_NAME: usize = 55;
 const MAX_SMOKE_TESTS: usize = 16;
+const MAX_SMOKE_TEST_NAME: usize = 40;
+const MAX_PORTS: usize = 32;
+/// Kubernetes' limit on a port name (an IANA service name).
+const MAX_PORT_NAME: usize = 15;
 
 /// Checks a release's spec; `Ok` means the controller may act on it.
 pub fn validate(release: &BlueGreenRelease) -> Result<(), InvalidSpec> {
@@ -78,8 +83,25 @@ pub fn validate(release: &BlueGreenRelease) -> Result<(), InvalidSpec> {
         if selector.match_labels.is_empty() {
             errors.push("spec.selector.matchLabels", "must not be empty");
         }
+        if selector.match_labels.len() > MAX_SELECTOR_LABELS {
+            errors.push(
+                "spec.selector.matchLabels",
+                format!(
+                    "at most {MAX_SELECTOR_LABELS} labels (has {})",
+                    selector.match_labels.len()
+                ),
+            );
+        }
         for (key, value) in &selector.match_labels {
-            if key.starts_with(labels::PREFIX) {
+            if value.len() > MAX_LABEL_VALUE {
+                errors.push(
+                    "spec.selector.matchLabels",
+                    format!(
+                        "the value of '{key}' must be at most {MAX_LABEL_VALUE} characters (is {})",
+                        value.len()
+                    ),
+                );
+            } else if key.starts_with(labels::PREFIX) {
                 errors.push(
                     "spec.selector.matchLabels",
                     format!(
@@ -162,18 +184,35 @@ fn check_services(errors: &mut Errors, release: &BlueGreenRelease) {
         errors.push("spec.service.name", format!("'{}' must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63)", service.name));
     }
     let preview = release.preview_service_name();
-    let preview_field = if service.preview_name.is_some() {
-        "spec.service.previewName"
+    if service.preview_name.is_some() {
+        if !is_dns1035_label(&preview) {
+            errors.push(
+                "spec.service.previewName",
+                format!("'{preview}' must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63)"),
+            );
+        }
+        if preview == service.name {
+            errors.push(
+                "spec.service.previewName",
+                format!("'{preview}' must differ from spec.service.name"),
+            );
+        }
     } else {
-        "metadata.name"
-    };
-    if !is_dns1035_label(&preview) {
-        errors.push(preview_field, format!("the preview Service name '{preview}' must be a DNS-1035 label; set spec.service.previewName"));
+        // The preview name is derived from the release name; the fix is to name it explicitly.
+        if !is_dns1035_label(&preview) {
+            errors.push("metadata.name", format!("the preview Service name '{preview}' must be a DNS-1035 label; set spec.service.previewName"));
+        }
+        if preview == service.name {
+            errors.push(
+                "spec.service.name",
+                format!("'{preview}' is the default preview Service name ('<release>-preview'); choose another name or set spec.service.previewName"),
+            );
+        }
     }
-    if preview == service.name {
+    if service.ports.len() > MAX_PORTS {
         errors.push(
-            preview_field,
-            format!("the preview Service name '{preview}' must differ from spec.service.name"),
+            "spec.service.ports",
+            format!("at most {MAX_PORTS} ports (has {})", service.ports.len()),
         );
     }
     let mut seen_ports = BTreeSet::new();
@@ -193,6 +232,12 @@ fn check_services(errors: &mut Errors, release: &BlueGreenRelease) {
             );
         }
         match &port.name {
+            Some(name) if !is_dns1123_label(name) || name.len() > MAX_PORT_NAME => errors.push(
+                format!("{field}.name"),
+                format!(
+                    "'{name}' must be at most {MAX_PORT_NAME} lowercase letters, digits and '-'"
+                ),
+            ),
             Some(name) if !seen_names.insert(name.clone()) => errors.push(
                 format!("{field}.name"),
                 format!("name '{name}' is listed twice"),
@@ -217,11 +262,11 @@ fn check_smoke_tests(errors: &mut Errors, release: &BlueGreenRelease, release_na
     let mut seen = BTreeSet::new();
     for (i, test) in tests.iter().enumerate() {
         let field = format!("spec.smokeTests[{i}]");
-        if !is_dns1123_label(&test.name) {
+        if !is_dns1123_label(&test.name) || test.name.len() > MAX_SMOKE_TEST_NAME {
             errors.push(
                 format!("{field}.name"),
                 format!(
-                    "'{}' must be a DNS label (lowercase letters, digits and '-')",
+                    "'{}' must be a DNS label (lowercase letters, digits and '-') of at most {MAX_SMOKE_TEST_NAME} characters",
                     test.name
                 ),
             );
