@@ -1,1 +1,12 @@
-pub fn _x(){}
+//! The bluegreen controller: carries a `BlueGreenRelease` through a blue-green rollout.
+//!
+//! `plan` decides (pure), `reconcile` writes (the only module that does), `world` condenses
+//! what the caches hold into what the planner reads, `desired` builds the objects to apply.
+
+pub mod config;
+pub mod desired;
+pub mod http;
+pub mod metrics;
+pub mod plan;
+pub mod telemetry;
+pub mod world;

@@ -1,0 +1,561 @@
+//! The pure planner: observed world in, next actions out (no I/O, no async, no clock).
+//!
+//! The planner decides from three things only: the spec (what the user wants), the status
+//! (the controller's memory: the rollout in flight, the standby color, the history), and the
+//! world (ReplicaSets, Services, endpoints, Jobs). Whatever it writes is idempotent, and the
+//! world is checked before the status is trusted, so a controller killed between any two
+//! writes picks up where it left off (DESIGN §4, invariant 6).
+//!
+//! Rules of thumb that keep the invariants by construction:
+//! - the active color's ReplicaSet is only ever *scaled*, never replaced or deleted, and only
+//!   to `spec.replicas`;
+//! - the active Service is written by exactly one action, [`Action::Flip`], whose target is a
+//!   ReplicaSet the planner saw fully available at full size (reconcile re-checks it just
+//!   before the write);
+//! - nothing that depends on the clock is written unless a transition happens, so an
+//!   unchanged world plans no writes.
+
+mod conditions;
+mod manual;
+mod rollout;
+mod steady;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use bluegreen_crd::{
+    BlueGreenRelease, BlueGreenReleaseStatus, Color, HistoryEntry, Outcome, Phase, RolloutStatus,
+    revision::revision_of, validate::validate,
+};
+use k8s_openapi::{
+    api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Service},
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
+};
+use kube::ResourceExt;
+
+use crate::world::Observed;
+
+/// A write to the world, executed by reconcile in order, before the status patch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create (or re-apply) a color's ReplicaSet whole, by server-side apply.
+    ApplyReplicaSet(Box<ReplicaSet>),
+    /// The cold color runs another revision: delete its ReplicaSet (precondition: `old_uid`)
+    /// and create the new one. A ReplicaSet never rolls its pods, and its selector (which
+    /// includes the revision) is immutable, so replacing is the only way.
+    ReplaceReplicaSet {
+        old_uid: String,
+        replica_set: Box<ReplicaSet>,
+    },
+    /// Resize a ReplicaSet through its scale subresource, template untouched.
+    ScaleReplicaSet { name: String, replicas: i32 },
+    /// Apply the preview Service (or re-point it).
+    ApplyPreviewService(Box<Service>),
+    /// Point the active Service at a color+revision in one write (both selector keys).
+    /// Reconcile first re-reads `replica_set` and refuses the write unless it is fully
+    /// available at `replicas` (invariant 1).
+    Flip {
+        service: Box<Service>,
+        replica_set: String,
+        replicas: i32,
+    },
+    /// Start a smoke test.
+    CreateJob(Box<Job>),
+    /// Cancel or clear a smoke-test Job (`uid` as precondition).
+    DeleteJob { name: String, uid: String },
+}
+
+impl Action {
+    /// Short name for logs and the audit of a reconcile.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::ApplyReplicaSet(rs) => format!("apply ReplicaSet {}", rs.name_any()),
+            Action::ReplaceReplicaSet { replica_set, .. } => {
+                format!("replace ReplicaSet {}", replica_set.name_any())
+            }
+            Action::ScaleReplicaSet { name, replicas } => {
+                format!("scale ReplicaSet {name} to {replicas}")
+            }
+            Action::ApplyPreviewService(svc) => format!("apply preview Service {}", svc.name_any()),
+            Action::Flip { service, .. } => format!("flip Service {}", service.name_any()),
+            Action::CreateJob(job) => format!("create Job {}", job.name_any()),
+            Action::DeleteJob { name, .. } => format!("delete Job {name}"),
+        }
+    }
+}
+
+/// Something worth an Event on the release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+/// Something worth a metric, reported once the plan's writes succeeded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Occurrence {
+    Flipped,
+    RolledBack,
+    RolloutFinished { outcome: Outcome, seconds: f64 },
+    SmokeTest { succeeded: bool },
+}
+
+/// What to do for one release, now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// The full status after this reconcile; patched only when it differs from the observed.
+    pub status: BlueGreenReleaseStatus,
+    /// Remove the action annotations (after the status recording them is written).
+    pub consume_action: bool,
+    pub events: Vec<PlannedEvent>,
+    pub occurrences: Vec<Occurrence>,
+    /// When a clock-driven step is due (deadline, delay); `None` waits for a watch event.
+    pub requeue_after: Option<Duration>,
+}
+
+/// Plans the next step for one release.
+pub fn plan(observed: &Observed) -> Plan {
+    let mut planner = Planner::new(observed);
+    planner.run();
+    planner.finish()
+}
+
+/// Why the release cannot progress without a person or a spec change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stall {
+    reason: String,
+    message: String,
+}
+
+/// The color currently behind the active Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ActiveRef {
+    color: Color,
+    revision: String,
+    version: String,
+}
+
+struct Planner<'a> {
+    obs: &'a Observed,
+    release: &'a BlueGreenRelease,
+    /// The status as observed (the controller's memory at the start of this reconcile).
+    before: BlueGreenReleaseStatus,
+    status: BlueGreenReleaseStatus,
+    desired_revision: String,
+    desired_version: String,
+    actions: Vec<Action>,
+    events: Vec<PlannedEvent>,
+    occurrences: Vec<Occurrence>,
+    consume_action: bool,
+    requeue: Option<Duration>,
+    stall: Option<Stall>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(obs: &'a Observed) -> Self {
+        let release = &obs.release;
+        let before = release.status.clone().unwrap_or_default();
+        Planner {
+            obs,
+            release,
+            status: before.clone(),
+            before,
+            desired_revision: revision_of(&release.spec),
+            desired_version: release.spec.effective_version(),
+            actions: Vec::new(),
+            events: Vec::new(),
+            occurrences: Vec::new(),
+            consume_action: false,
+            requeue: None,
+            stall: None,
+        }
+    }
+
+    fn run(&mut self) {
+        if let Err(invalid) = validate(self.release) {
+            // An invalid spec never touches the world: only the status says what to fix.
+            let message = invalid.to_string();
+            self.refuse_pending_action("the spec is invalid; fix it first");
+            self.set_phase(Phase::Failed, message.clone());
+            self.stall = Some(Stall {
+                reason: "InvalidSpec".into(),
+                message,
+            });
+            return;
+        }
+        self.sync_active_from_world();
+        if self.handle_manual_action() {
+            return;
+        }
+        if self.release.spec.paused {
+            self.set_phase(
+                Phase::Paused,
+                "paused: observing only (spec.paused is true)".into(),
+            );
+            return;
+        }
+        self.decide();
+    }
+
+    /// The main decision once the spec is valid, actions are handled and not paused.
+    fn decide(&mut self) {
+        if let Some(rollout) = self.status.rollout.clone() {
+            if self.rollout_still_wanted(&rollout) {
+                self.progress_rollout(rollout);
+                return;
+            }
+            self.supersede(&rollout);
+        }
+        let active = self.active();
+        if active
+            .as_ref()
+            .is_some_and(|a| a.revision == self.desired_revision)
+        {
+            self.steady(Phase::Stable);
+            return;
+        }
+        if self.status.blocked_revision.as_deref() == Some(self.desired_revision.as_str()) {
+            self.held();
+            return;
+        }
+        if let Some(stall) = self.missing_service_ports() {
+            self.set_phase(Phase::Failed, stall.message.clone());
+            self.stall = Some(stall);
+            return;
+        }
+        self.start_rollout(active);
+    }
+
+    /// A rollout stays wanted while the spec asks for its revision, or, for a rollback
+    /// requested by action, while the spec still asks for the revision rolled back from.
+    fn rollout_still_wanted(&self, rollout: &RolloutStatus) -> bool {
+        rollout.revision == self.desired_revision
+            || (rollout.rollback
+                && rollout.reason.is_some()
+                && self.status.blocked_revision.as_deref() == Some(self.desired_revision.as_str()))
+    }
+
+    /// The active Service must exist to copy ports from, or the spec must list them.
+    fn missing_service_ports(&self) -> Option<Stall> {
+        if self.release.spec.service.ports.is_empty() && self.obs.active_service.is_none() {
+            return Some(Stall {
+                reason: "InvalidSpec".into(),
+                message: format!(
+                    "spec.service.ports: required because Service '{}' does not exist yet and the controller must create it",
+                    self.release.spec.service.name
+                ),
+            });
+        }
+        None
+    }
+
+    /// The active color as the status remembers it (already reconciled with the world).
+    fn active(&self) -> Option<ActiveRef> {
+        Some(ActiveRef {
+            color: self.status.active_color?,
+            revision: self.status.active_revision.clone()?,
+            version: self.status.active_version.clone().unwrap_or_default(),
+        })
+    }
+
+    /// The active Service's selector is the truth about what is live. If it moved without
+    /// the status knowing (the controller died right after a flip), finish that promotion;
+    /// if the Service lost its selector, restore the one the status remembers.
+    fn sync_active_from_world(&mut self) {
+        let remembered = self.active();
+        let world = self.obs.active_service.as_ref().and_then(|s| s.target());
+        match (world, remembered) {
+            (Some((color, revision)), remembered) => {
+                if remembered
+                    .as_ref()
+                    .is_some_and(|a| a.color == color && a.revision == revision)
+                {
+                    return;
+                }
+                if let Some(rollout) = self.status.rollout.clone()
+                    && rollout.color == color
+                    && rollout.revision == revision
+                {
+                    // Killed after the flip, before the status: the promotion is done.
+                    self.finish_promotion(&rollout);
+                    return;
+                }
+                // Someone else pointed the Service somewhere; believe the world.
+                let version = self
+                    .obs
+                    .replica_set(color)
+                    .filter(|rs| rs.revision == revision)
+                    .map(|rs| rs.version.clone())
+                    .unwrap_or_default();
+                self.status.active_color = Some(color);
+                self.status.active_revision = Some(revision);
+                self.status.active_version = Some(version);
+            }
+            (None, Some(active)) => {
+                if self.release.spec.paused {
+                    return;
+                }
+                // The selector keys are gone (the Service was recreated or edited): restore
+                // them, but only towards a color that can serve.
+                let serving = self
+                    .obs
+                    .replica_set(active.color)
+                    .filter(|rs| rs.revision == active.revision && rs.fully_available());
+                if let Some(rs) = serving {
+                    let adopted = self
+                        .obs
+                        .active_service
+                        .as_ref()
+                        .is_some_and(|s| !s.created_by_controller());
+                    self.actions.push(Action::Flip {
+                        service: Box::new(crate::desired::active_service(
+                            self.release,
+                            active.color,
+                            &active.revision,
+                            adopted,
+                        )),
+                        replica_set: rs.name.clone(),
+                        replicas: rs.desired,
+                    });
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Records a finished flip: history, the previous color becomes the warm standby.
+    fn finish_promotion(&mut self, rollout: &RolloutStatus) {
+        let now = self.now();
+        let previous = self.active().filter(|a| a.color != rollout.color);
+        let outcome = if rollout.rollback {
+            Outcome::RolledBack
+        } else {
+            Outcome::Promoted
+        };
+        self.push_history(HistoryEntry {
+            revision: rollout.revision.clone(),
+            version: rollout.version.clone(),
+            color: rollout.color,
+            started_at: rollout.started_at.clone(),
+            promoted_at: Some(now.clone()),
+            finished_at: now.clone(),
+            outcome,
+            reason: rollout.reason.clone(),
+        });
+        self.status.active_color = Some(rollout.color);
+        self.status.active_revision = Some(rollout.revision.clone());
+        self.status.active_version = Some(rollout.version.clone());
+        self.status.standby = previous.map(|p| bluegreen_crd::Standby {
+            color: p.color,
+            version: p.version,
+            revision: p.revision,
+            since: now.clone(),
+            scaled_down_at: None,
+        });
+        self.status.rollout = None;
+        self.occurrences.push(Occurrence::Flipped);
+        if rollout.rollback {
+            self.occurrences.push(Occurrence::RolledBack);
+        }
+        self.occurrences.push(Occurrence::RolloutFinished {
+            outcome,
+            seconds: self.seconds_since(&rollout.started_at),
+        });
+        self.event(
+            false,
+            if rollout.rollback {
+                "RolledBack"
+            } else {
+                "Promoted"
+            },
+            format!(
+                "active Service {} now selects {} (version {}, revision {})",
+                self.release.spec.service.name, rollout.color, rollout.version, rollout.revision
+            ),
+        );
+    }
+
+    /// A rollout that ends before its flip (failure, abort, supersede).
+    fn end_rollout_before_flip(
+        &mut self,
+        rollout: &RolloutStatus,
+        outcome: Outcome,
+        reason: &str,
+        message: &str,
+    ) {
+        let now = self.now();
+        self.cancel_jobs(rollout);
+        self.push_history(HistoryEntry {
+            revision: rollout.revision.clone(),
+            version: rollout.version.clone(),
+            color: rollout.color,
+            started_at: rollout.started_at.clone(),
+            promoted_at: None,
+            finished_at: now,
+            outcome,
+            reason: Some(format!("{reason}: {message}")),
+        });
+        self.status.rollout = None;
+        self.occurrences.push(Occurrence::RolloutFinished {
+            outcome,
+            seconds: self.seconds_since(&rollout.started_at),
+        });
+    }
+
+    /// Supersede: the spec moved on mid-rollout. Jobs are cancelled; the cold ReplicaSet is
+    /// left for the next rollout to replace (or scaled to zero when the spec went back to
+    /// the active revision); the active color is never touched.
+    fn supersede(&mut self, rollout: &RolloutStatus) {
+        self.end_rollout_before_flip(
+            rollout,
+            Outcome::Superseded,
+            "Superseded",
+            &format!("the spec now asks for revision {}", self.desired_revision),
+        );
+        self.event(
+            false,
+            "Superseded",
+            format!(
+                "rollout of version {} superseded by a spec change",
+                rollout.version
+            ),
+        );
+        let back_to_active = self
+            .active()
+            .is_some_and(|a| a.revision == self.desired_revision);
+        if back_to_active && !rollout.rollback {
+            self.scale_cold_down(rollout, 0);
+        }
+        self.status.smoke_tests.clear();
+    }
+
+    /// Fails the rollout in flight: active untouched, cold scaled to zero, revision blocked.
+    fn fail(&mut self, rollout: &RolloutStatus, outcome: Outcome, reason: &str, message: String) {
+        self.end_rollout_before_flip(rollout, outcome, reason, &message);
+        if rollout.rollback {
+            // The target was the warm standby: put it back as it was.
+            let size = if self
+                .status
+                .standby
+                .as_ref()
+                .is_some_and(|s| s.scaled_down_at.is_some())
+            {
+                self.release.spec.standby_replicas
+            } else {
+                self.release.spec.replicas
+            };
+            self.scale_cold_down(rollout, size);
+        } else {
+            self.scale_cold_down(rollout, 0);
+        }
+        self.status.blocked_revision = Some(self.desired_revision.clone());
+        self.event(true, reason, message.clone());
+        self.set_phase(Phase::Failed, message.clone());
+        self.stall = Some(Stall {
+            reason: reason.into(),
+            message,
+        });
+    }
+
+    fn scale_cold_down(&mut self, rollout: &RolloutStatus, replicas: i32) {
+        if let Some(rs) = self.obs.replica_set(rollout.color)
+            && rs.revision == rollout.revision
+            && !rs.deleting
+            && rs.desired != replicas
+        {
+            self.actions.push(Action::ScaleReplicaSet {
+                name: rs.name.clone(),
+                replicas,
+            });
+        }
+    }
+
+    /// Deletes the rollout's Jobs that are still running (finished ones stay for their logs).
+    fn cancel_jobs(&mut self, rollout: &RolloutStatus) {
+        let rollout_id = rollout_id(rollout);
+        for job in &self.obs.jobs {
+            if job.rollout == rollout_id
+                && !job.deleting
+                && job.state == crate::world::JobState::Running
+            {
+                self.actions.push(Action::DeleteJob {
+                    name: job.name.clone(),
+                    uid: job.uid.clone(),
+                });
+            }
+        }
+    }
+
+    fn push_history(&mut self, entry: HistoryEntry) {
+        self.status.history.insert(0, entry);
+        let limit = usize::try_from(self.release.spec.revision_history_limit)
+            .unwrap_or(1)
+            .max(1);
+        self.status.history.truncate(limit);
+    }
+
+    fn set_phase(&mut self, phase: Phase, message: String) {
+        self.status.phase = Some(phase);
+        self.status.message = Some(message);
+    }
+
+    fn event(&mut self, warning: bool, reason: &str, note: String) {
+        self.events.push(PlannedEvent {
+            warning,
+            reason: reason.into(),
+            note,
+        });
+    }
+
+    fn requeue_in(&mut self, after: Duration) {
+        // At least a second: timers are stored at second precision.
+        let after = after.max(Duration::from_secs(1));
+        self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
+    }
+
+    fn now(&self) -> Time {
+        Time(self.obs.now)
+    }
+
+    fn seconds_since(&self, then: &Time) -> f64 {
+        (self.obs.now.as_millisecond() - then.0.as_millisecond()).max(0) as f64 / 1000.0
+    }
+
+    /// Seconds left until `since + seconds`, or `None` when that moment has passed.
+    fn remaining(&self, since: &Time, seconds: i32) -> Option<Duration> {
+        let due = since.0.as_second() + i64::from(seconds);
+        let left = due - self.obs.now.as_second();
+        (left > 0).then(|| Duration::from_secs(left as u64))
+    }
+
+    fn finish(mut self) -> Plan {
+        conditions::update(&mut self);
+        Plan {
+            actions: self.actions,
+            status: self.status,
+            consume_action: self.consume_action,
+            events: self.events,
+            occurrences: self.occurrences,
+            requeue_after: self.requeue,
+        }
+    }
+}
+
+/// The identity of a rollout stamped on its Jobs.
+pub fn rollout_id(rollout: &RolloutStatus) -> String {
+    rollout.started_at.0.to_string()
+}
+
+/// The current time truncated to whole seconds (see [`Observed::now`]).
+pub fn whole_seconds(now: Timestamp) -> Timestamp {
+    Timestamp::from_second(now.as_second()).expect("a current time is in range")
+}

@@ -1,0 +1,204 @@
+//! Manual actions: `bluegreen.dev/action` + `bluegreen.dev/action-id` annotations.
+//!
+//! Each id is consumed exactly once: the outcome is recorded in `status.lastAction` and only
+//! after that status is written are the annotations removed (reconcile orders the two). An
+//! annotation whose id is already recorded was consumed before a crash: it is only removed.
+//! Accepting an action changes only the status (the intent); its effects follow from the
+//! next reconcile, so nothing is done twice if the controller dies in between.
+
+use bluegreen_crd::{ActionResult, LastAction, Outcome, RolloutStatus, labels};
+
+use super::Planner;
+
+/// The verbs a person (or the kubectl plugin) can ask for.
+const VERBS: &str = "promote, abort, retry or rollback";
+
+impl Planner<'_> {
+    /// The pending action, if its id was not consumed yet.
+    fn pending_action(&self) -> Option<(String, String)> {
+        let annotations = self.release.metadata.annotations.as_ref()?;
+        let verb = annotations.get(labels::ACTION)?.trim().to_string();
+        let id = annotations
+            .get(labels::ACTION_ID)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        Some((verb, id))
+    }
+
+    fn already_consumed(&self, id: &str) -> bool {
+        !id.is_empty() && self.status.last_action.as_ref().is_some_and(|a| a.id == id)
+    }
+
+    /// Handles a pending action. Returns true when this reconcile should stop here (the
+    /// outcome must be written before anything else happens).
+    pub(super) fn handle_manual_action(&mut self) -> bool {
+        let Some((verb, id)) = self.pending_action() else {
+            return false;
+        };
+        self.consume_action = true;
+        if self.already_consumed(&id) {
+            return false;
+        }
+        let decision = if id.is_empty() {
+            Err(format!(
+                "annotation {} is missing; every action needs a unique id",
+                labels::ACTION_ID
+            ))
+        } else if self.release.spec.paused {
+            Err("the release is paused (spec.paused); unpause it first".to_string())
+        } else {
+            match verb.as_str() {
+                "promote" => self.accept_promote(),
+                "abort" => self.accept_abort(&id),
+                "retry" => self.accept_retry(),
+                "rollback" => self.accept_rollback(&id),
+                other => Err(format!("unknown action '{other}'; use {VERBS}")),
+            }
+        };
+        let (result, message) = match decision {
+            Ok(message) => (ActionResult::Accepted, message),
+            Err(message) => (ActionResult::Refused, message),
+        };
+        self.record_action(&verb, &id, result, message);
+        // An accepted abort already changed the phase; everything else is written first
+        // and takes effect on the next reconcile.
+        true
+    }
+
+    /// Refuses a pending action without looking at it (e.g. the spec is invalid).
+    pub(super) fn refuse_pending_action(&mut self, why: &str) {
+        let Some((verb, id)) = self.pending_action() else {
+            return;
+        };
+        self.consume_action = true;
+        if !self.already_consumed(&id) {
+            self.record_action(&verb, &id, ActionResult::Refused, why.to_string());
+        }
+    }
+
+    fn record_action(&mut self, verb: &str, id: &str, result: ActionResult, message: String) {
+        let refused = result == ActionResult::Refused;
+        self.event(
+            refused,
+            if refused {
+                "ActionRefused"
+            } else {
+                "ActionAccepted"
+            },
+            format!("{verb} ({id}): {message}"),
+        );
+        self.status.last_action = Some(LastAction {
+            verb: verb.into(),
+            id: id.into(),
+            result,
+            message,
+            at: self.now(),
+        });
+    }
+
+    fn accept_promote(&mut self) -> Result<String, String> {
+        let awaiting = self
+            .status
+            .rollout
+            .as_mut()
+            .filter(|r| r.tests_passed_at.is_some() && !r.rollback);
+        match awaiting {
+            Some(rollout) => {
+                rollout.promote_requested = true;
+                Ok(format!(
+                    "promoting version {} on {}",
+                    rollout.version, rollout.color
+                ))
+            }
+            None => Err(format!(
+                "nothing awaits promotion (phase {})",
+                self.phase_name()
+            )),
+        }
+    }
+
+    fn accept_abort(&mut self, id: &str) -> Result<String, String> {
+        let Some(rollout) = self.status.rollout.clone() else {
+            return Err(format!(
+                "no rollout in progress (phase {})",
+                self.phase_name()
+            ));
+        };
+        // Aborting only scales the cold color down and cancels Jobs: safe to repeat.
+        self.fail(
+            &rollout,
+            Outcome::Aborted,
+            "Aborted",
+            format!(
+                "rollout of version {} aborted (action {id}); the active Service was not changed",
+                rollout.version
+            ),
+        );
+        Ok(format!(
+            "aborted the rollout of version {}",
+            rollout.version
+        ))
+    }
+
+    fn accept_retry(&mut self) -> Result<String, String> {
+        if self.status.rollout.is_some() {
+            return Err("a rollout is in progress".into());
+        }
+        match self.status.blocked_revision.take() {
+            Some(revision) => Ok(format!("revision {revision} may be deployed again")),
+            None => Err(format!("nothing to retry (phase {})", self.phase_name())),
+        }
+    }
+
+    fn accept_rollback(&mut self, id: &str) -> Result<String, String> {
+        if self.status.rollout.is_some() {
+            return Err(
+                "a rollout is in progress; use abort to stop it (the active color is untouched)"
+                    .into(),
+            );
+        }
+        let (Some(active), Some(standby)) = (self.active(), self.status.standby.clone()) else {
+            return Err("there is no previous color to roll back to".into());
+        };
+        let warm = self
+            .obs
+            .replica_set(standby.color)
+            .is_some_and(|rs| rs.revision == standby.revision && !rs.deleting);
+        if !warm {
+            return Err(format!(
+                "the previous color {} no longer runs version {}",
+                standby.color, standby.version
+            ));
+        }
+        let passed_before = self
+            .status
+            .history
+            .iter()
+            .any(|h| h.revision == standby.revision);
+        let now = self.now();
+        self.status.rollout = Some(RolloutStatus {
+            revision: standby.revision.clone(),
+            version: standby.version.clone(),
+            color: standby.color,
+            started_at: now.clone(),
+            progressing_since: now,
+            available_at: None,
+            tests_passed_at: None,
+            rollback: true,
+            skip_tests: passed_before && !self.release.spec.retest_on_rollback,
+            reason: Some(format!("rollback requested (action {id})")),
+            promote_requested: false,
+        });
+        // The spec still asks for what it asked; do not redeploy that on our own.
+        self.status.blocked_revision = Some(self.desired_revision.clone());
+        self.status.smoke_tests.clear();
+        Ok(format!(
+            "rolling back from version {} to version {} on {}",
+            active.version, standby.version, standby.color
+        ))
+    }
+
+    fn phase_name(&self) -> &'static str {
+        self.status.phase.map_or("none", |p| p.as_str())
+    }
+}

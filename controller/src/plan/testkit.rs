@@ -1,0 +1,341 @@
+//! A miniature world for planner tests: applies a plan's actions the way the API server and
+//! the built-in controllers would, at the level of the planner's views.
+
+use std::collections::BTreeMap;
+
+use bluegreen_crd::{BlueGreenRelease, Color, labels, revision::revision_of};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::json;
+
+use super::{Action, Plan, plan};
+use crate::world::{
+    self, EndpointView, JobState, JobView, Observed, PodView, ReplicaSetView, ServiceView,
+};
+
+pub const T0: i64 = 1_790_000_000;
+
+/// A release spec as JSON, with a smoke test unless `tests` is empty.
+pub fn release_json(image: &str, tests: &[&str]) -> serde_json::Value {
+    let smoke: Vec<_> = tests
+        .iter()
+        .map(|name| {
+            json!({"name": name, "template": {"spec": {"containers": [{"name": "t", "image": "curl:8"}]}}})
+        })
+        .collect();
+    json!({
+        "apiVersion": "bluegreen.dev/v1alpha1",
+        "kind": "BlueGreenRelease",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "release-uid", "generation": 1},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": image}]}
+            },
+            "replicas": 3,
+            "service": {"name": "web-active", "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
+            "scaleDownDelaySeconds": 300,
+            "progressDeadlineSeconds": 600,
+            "revisionHistoryLimit": 10,
+            "promotion": {"mode": "Auto", "autoPromoteAfterSeconds": 0},
+            "smokeTests": smoke,
+        }
+    })
+}
+
+pub fn release(image: &str, tests: &[&str]) -> BlueGreenRelease {
+    serde_json::from_value(release_json(image, tests)).expect("test release parses")
+}
+
+/// A simulated cluster around one release.
+#[derive(Clone, Debug)]
+pub struct Sim {
+    pub release: BlueGreenRelease,
+    pub replica_sets: BTreeMap<Color, ReplicaSetView>,
+    pub active_service: Option<ServiceView>,
+    pub preview_service: Option<ServiceView>,
+    pub jobs: Vec<JobView>,
+    pub now: i64,
+    /// Endpoints of the preview Service lag behind its selector until `sync_endpoints`.
+    pub endpoints_lag: bool,
+    pub preview_endpoints: Vec<EndpointView>,
+    next_uid: u64,
+    /// Every plan this world executed, in order.
+    pub history: Vec<Plan>,
+}
+
+impl Sim {
+    pub fn new(release: BlueGreenRelease) -> Self {
+        Sim {
+            release,
+            replica_sets: BTreeMap::new(),
+            active_service: None,
+            preview_service: None,
+            jobs: Vec::new(),
+            now: T0,
+            endpoints_lag: false,
+            preview_endpoints: Vec::new(),
+            next_uid: 0,
+            history: Vec::new(),
+        }
+    }
+
+    pub fn observed(&self) -> Observed {
+        Observed {
+            release: self.release.clone(),
+            replica_sets: self.replica_sets.values().cloned().collect(),
+            active_service: self.active_service.clone(),
+            preview_service: self.preview_service.clone(),
+            preview_endpoints: if self.endpoints_lag {
+                self.preview_endpoints.clone()
+            } else {
+                self.endpoints_now()
+            },
+            pods: self.pods(),
+            jobs: self.jobs.clone(),
+            now: Timestamp::from_second(self.now).unwrap(),
+        }
+    }
+
+    /// Plans without executing.
+    pub fn plan(&self) -> Plan {
+        plan(&self.observed())
+    }
+
+    /// Plans and executes everything: the writes, then the status, then annotation removal.
+    pub fn reconcile(&mut self) -> Plan {
+        let plan = self.plan();
+        self.execute(&plan, plan.actions.len(), true);
+        plan
+    }
+
+    /// Executes the first `writes` actions of a plan, and the status patch only if
+    /// `status` (a controller killed between two writes).
+    pub fn execute(&mut self, plan: &Plan, writes: usize, status: bool) {
+        for action in plan.actions.iter().take(writes) {
+            self.apply(action);
+        }
+        if status {
+            self.release.status = Some(plan.status.clone());
+            if plan.consume_action
+                && let Some(a) = self.release.metadata.annotations.as_mut()
+            {
+                a.remove(labels::ACTION);
+                a.remove(labels::ACTION_ID);
+            }
+        }
+        self.history.push(plan.clone());
+        if !self.endpoints_lag {
+            self.preview_endpoints = self.endpoints_now();
+        }
+    }
+
+    /// Reconciles until the planner has nothing to write, settling pods in between.
+    pub fn run_until_quiet(&mut self, max: usize) -> Plan {
+        for _ in 0..max {
+            let plan = self.reconcile();
+            self.settle();
+            self.finish_jobs(true);
+            if plan.actions.is_empty()
+                && Some(&plan.status) == self.release.status.as_ref()
+                && self.plan().actions.is_empty()
+            {
+                return plan;
+            }
+        }
+        panic!(
+            "no quiet state after {max} reconciles: {:#?}",
+            self.release.status
+        );
+    }
+
+    fn uid(&mut self) -> String {
+        self.next_uid += 1;
+        format!("uid-{}", self.next_uid)
+    }
+
+    pub fn apply(&mut self, action: &Action) {
+        match action {
+            Action::ApplyReplicaSet(rs) => {
+                let mut view = world::replica_set_view(rs).expect("planned RS is a color view");
+                match self.replica_sets.get(&view.color) {
+                    Some(existing) => {
+                        assert_eq!(
+                            existing.revision, view.revision,
+                            "apply never changes an RS revision in place"
+                        );
+                        view = ReplicaSetView {
+                            desired: view.desired,
+                            generation: existing.generation + 1,
+                            ..existing.clone()
+                        };
+                    }
+                    None => {
+                        view.uid = self.uid();
+                        view.generation = 1;
+                    }
+                }
+                self.replica_sets.insert(view.color, view);
+            }
+            Action::ReplaceReplicaSet {
+                old_uid,
+                replica_set,
+            } => {
+                let mut view =
+                    world::replica_set_view(replica_set).expect("planned RS is a color view");
+                let existing = self
+                    .replica_sets
+                    .get(&view.color)
+                    .expect("replace needs an RS");
+                assert_eq!(&existing.uid, old_uid, "replace precondition");
+                view.uid = self.uid();
+                view.generation = 1;
+                self.replica_sets.insert(view.color, view);
+            }
+            Action::ScaleReplicaSet { name, replicas } => {
+                let rs = self
+                    .replica_sets
+                    .values_mut()
+                    .find(|rs| &rs.name == name)
+                    .expect("scaled RS exists");
+                rs.desired = *replicas;
+                rs.generation += 1;
+                rs.current = rs.current.min(*replicas);
+                rs.ready = rs.ready.min(*replicas);
+                rs.available = rs.available.min(*replicas);
+            }
+            Action::ApplyPreviewService(svc) => {
+                self.preview_service = Some(world::service_view(svc));
+            }
+            Action::Flip { service, .. } => {
+                let wanted = world::service_view(service);
+                match &mut self.active_service {
+                    Some(existing) => {
+                        existing.selector.extend(wanted.selector);
+                        existing.labels.extend(wanted.labels);
+                        if !wanted.ports.is_empty() {
+                            existing.ports = wanted.ports;
+                        }
+                    }
+                    None => self.active_service = Some(wanted),
+                }
+            }
+            Action::CreateJob(job) => {
+                let mut view = world::job_view(job).expect("planned Job is a smoke test");
+                assert!(
+                    self.jobs.iter().all(|j| j.name != view.name),
+                    "duplicate Job {}",
+                    view.name
+                );
+                view.uid = self.uid();
+                self.jobs.push(view);
+            }
+            Action::DeleteJob { name, uid } => {
+                self.jobs.retain(|j| !(&j.name == name && &j.uid == uid));
+            }
+        }
+    }
+
+    /// Every ReplicaSet becomes fully available at its desired size.
+    pub fn settle(&mut self) {
+        for rs in self.replica_sets.values_mut() {
+            rs.current = rs.desired;
+            rs.ready = rs.desired;
+            rs.available = rs.desired;
+            rs.observed_generation = rs.generation;
+        }
+    }
+
+    /// The RS controller has seen the spec, but only `available` pods are ready.
+    pub fn set_available(&mut self, color: Color, available: i32) {
+        let rs = self.replica_sets.get_mut(&color).expect("RS exists");
+        rs.current = rs.desired;
+        rs.ready = available;
+        rs.available = available;
+        rs.observed_generation = rs.generation;
+    }
+
+    pub fn finish_jobs(&mut self, succeeded: bool) {
+        for job in &mut self.jobs {
+            if job.state == JobState::Running {
+                job.state = if succeeded {
+                    JobState::Succeeded
+                } else {
+                    job.log_tail = Some("GET /health -> 503".into());
+                    JobState::Failed {
+                        reason: "BackoffLimitExceeded".into(),
+                        message: "Job has reached the specified backoff limit".into(),
+                    }
+                };
+            }
+        }
+    }
+
+    pub fn advance(&mut self, seconds: i64) {
+        self.now += seconds;
+    }
+
+    pub fn set_image(&mut self, image: &str) {
+        let spec = &mut self.release.spec;
+        spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+        self.bump_generation();
+    }
+
+    pub fn bump_generation(&mut self) {
+        let generation = self.release.metadata.generation.unwrap_or(1);
+        self.release.metadata.generation = Some(generation + 1);
+    }
+
+    pub fn request(&mut self, verb: &str, id: &str) {
+        let annotations = self
+            .release
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        annotations.insert(labels::ACTION.into(), verb.into());
+        annotations.insert(labels::ACTION_ID.into(), id.into());
+    }
+
+    pub fn desired_revision(&self) -> String {
+        revision_of(&self.release.spec)
+    }
+
+    pub fn status(&self) -> bluegreen_crd::BlueGreenReleaseStatus {
+        self.release.status.clone().unwrap_or_default()
+    }
+
+    /// (color, revision) the active Service selects.
+    pub fn active_target(&self) -> Option<(Color, String)> {
+        self.active_service.as_ref().and_then(|s| s.target())
+    }
+
+    pub fn pods(&self) -> Vec<PodView> {
+        self.replica_sets
+            .values()
+            .flat_map(|rs| {
+                (0..rs.current).map(move |i| PodView {
+                    name: format!("{}-{}-{i}", rs.name, rs.revision),
+                    color: Some(rs.color),
+                    revision: Some(rs.revision.clone()),
+                    ready: i < rs.ready,
+                    deleting: false,
+                })
+            })
+            .collect()
+    }
+
+    fn endpoints_now(&self) -> Vec<EndpointView> {
+        let Some(target) = self.preview_service.as_ref().and_then(|s| s.target()) else {
+            return Vec::new();
+        };
+        self.pods()
+            .into_iter()
+            .filter(|p| {
+                p.color == Some(target.0) && p.revision.as_deref() == Some(target.1.as_str())
+            })
+            .map(|p| EndpointView {
+                pod: Some(p.name),
+                ready: p.ready,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,374 @@
+//! The observed world of one release, as plain views the planner can reason about.
+//!
+//! Reconcile reads the release's ReplicaSets, Services, EndpointSlices, pods and Jobs from
+//! label-filtered caches and condenses each into a view here. Keeping the conversion pure
+//! (objects in, views out) lets the planner and its property tests build worlds directly.
+
+use std::collections::BTreeMap;
+
+use bluegreen_crd::{BlueGreenRelease, Color, labels};
+use k8s_openapi::{
+    api::{
+        apps::v1::ReplicaSet,
+        batch::v1::Job,
+        core::v1::{Pod, Service},
+        discovery::v1::EndpointSlice,
+    },
+    jiff::Timestamp,
+};
+
+/// Annotation on ReplicaSets carrying the human-facing version, so the version of a color
+/// can be recovered from the world after a restart.
+pub const VERSION_ANNOTATION: &str = "bluegreen.dev/version";
+/// Annotation on smoke-test Jobs naming the rollout (its start time) they belong to.
+pub const ROLLOUT_ANNOTATION: &str = "bluegreen.dev/rollout";
+
+/// Everything the planner may look at for one release.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub release: BlueGreenRelease,
+    pub replica_sets: Vec<ReplicaSetView>,
+    pub active_service: Option<ServiceView>,
+    pub preview_service: Option<ServiceView>,
+    /// Endpoints behind the preview Service, from its EndpointSlices.
+    pub preview_endpoints: Vec<EndpointView>,
+    pub pods: Vec<PodView>,
+    pub jobs: Vec<JobView>,
+    /// The clock, whole seconds (status times are stored at second precision, and a stable
+    /// clock keeps an unchanged world from producing a changed status).
+    pub now: Timestamp,
+}
+
+impl Observed {
+    pub fn replica_set(&self, color: Color) -> Option<&ReplicaSetView> {
+        self.replica_sets.iter().find(|rs| rs.color == color)
+    }
+}
+
+/// One color's ReplicaSet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicaSetView {
+    pub name: String,
+    pub uid: String,
+    pub color: Color,
+    pub revision: String,
+    pub version: String,
+    /// `spec.replicas`: the size the controller asked for.
+    pub desired: i32,
+    /// `status.replicas`: pods that exist (an old pod still terminating counts).
+    pub current: i32,
+    pub ready: i32,
+    pub available: i32,
+    pub generation: i64,
+    pub observed_generation: i64,
+    pub deleting: bool,
+}
+
+impl ReplicaSetView {
+    /// Fully available at its own desired size: the RS controller has seen the latest spec,
+    /// every pod is available, and no surplus pod is still around.
+    pub fn fully_available(&self) -> bool {
+        !self.deleting
+            && self.desired > 0
+            && self.observed_generation >= self.generation
+            && self.available >= self.desired
+            && self.current == self.desired
+    }
+
+    /// Fully available at `size` pods.
+    pub fn available_at(&self, size: i32) -> bool {
+        self.desired == size && self.fully_available()
+    }
+}
+
+/// A Service the release uses.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ServiceView {
+    pub name: String,
+    pub selector: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub ports: Vec<k8s_openapi::api::core::v1::ServicePort>,
+}
+
+impl ServiceView {
+    /// The (color, revision) this Service selects, when it selects one.
+    pub fn target(&self) -> Option<(Color, String)> {
+        let color = Color::parse(self.selector.get(labels::COLOR)?)?;
+        let revision = self.selector.get(labels::REVISION)?.clone();
+        Some((color, revision))
+    }
+
+    /// Created by the controller (full ownership) rather than adopted from the user
+    /// (where only the selector keys are ours).
+    pub fn created_by_controller(&self) -> bool {
+        self.labels.contains_key(labels::SERVICE_ROLE)
+    }
+}
+
+/// One endpoint of the preview Service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointView {
+    pub pod: Option<String>,
+    pub ready: bool,
+}
+
+/// One pod of the release (application pods of either color).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodView {
+    pub name: String,
+    pub color: Option<Color>,
+    pub revision: Option<String>,
+    pub ready: bool,
+    pub deleting: bool,
+}
+
+/// How a smoke-test Job stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed { reason: String, message: String },
+}
+
+/// One smoke-test Job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobView {
+    pub name: String,
+    pub uid: String,
+    pub test: String,
+    pub revision: String,
+    /// The rollout (its start time, RFC 3339) the Job was created for.
+    pub rollout: String,
+    pub state: JobState,
+    pub deleting: bool,
+    /// Tail of the failed pod's log, fetched by reconcile for failed Jobs.
+    pub log_tail: Option<String>,
+}
+
+/// The release's ReplicaSet view, or `None` for an object that is not one of its colors.
+pub fn replica_set_view(rs: &ReplicaSet) -> Option<ReplicaSetView> {
+    let meta = &rs.metadata;
+    let labels = meta.labels.as_ref()?;
+    let color = Color::parse(labels.get(labels::COLOR)?)?;
+    let revision = labels.get(labels::REVISION)?.clone();
+    let status = rs.status.as_ref();
+    Some(ReplicaSetView {
+        name: meta.name.clone()?,
+        uid: meta.uid.clone().unwrap_or_default(),
+        color,
+        revision,
+        version: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(VERSION_ANNOTATION).cloned())
+            .unwrap_or_default(),
+        desired: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        current: status.map(|s| s.replicas).unwrap_or(0),
+        ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        generation: meta.generation.unwrap_or(0),
+        observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
+        deleting: meta.deletion_timestamp.is_some(),
+    })
+}
+
+pub fn service_view(svc: &Service) -> ServiceView {
+    let spec = svc.spec.as_ref();
+    ServiceView {
+        name: svc.metadata.name.clone().unwrap_or_default(),
+        selector: spec.and_then(|s| s.selector.clone()).unwrap_or_default(),
+        labels: svc.metadata.labels.clone().unwrap_or_default(),
+        ports: spec.and_then(|s| s.ports.clone()).unwrap_or_default(),
+    }
+}
+
+/// Endpoints of a set of EndpointSlices (all slices of one Service).
+pub fn endpoint_views<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> Vec<EndpointView> {
+    slices
+        .into_iter()
+        .flat_map(|slice| slice.endpoints.iter())
+        .map(|ep| EndpointView {
+            pod: ep
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref().unwrap_or("Pod") == "Pod")
+                .and_then(|r| r.name.clone()),
+            // Per the EndpointSlice API, an unknown ready state is to be read as ready.
+            ready: ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
+        })
+        .collect()
+}
+
+pub fn pod_view(pod: &Pod) -> PodView {
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conds| {
+            conds
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+    PodView {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        color: labels.get(labels::COLOR).and_then(|c| Color::parse(c)),
+        revision: labels.get(labels::REVISION).cloned(),
+        ready,
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+    }
+}
+
+/// The release's smoke-test Job view, or `None` for a Job that is not a smoke test.
+pub fn job_view(job: &Job) -> Option<JobView> {
+    let meta = &job.metadata;
+    let labels = meta.labels.as_ref()?;
+    let test = labels.get(labels::SMOKE_TEST)?.clone();
+    let revision = labels.get(labels::REVISION).cloned().unwrap_or_default();
+    let status = job.status.as_ref();
+    let condition = |type_: &str| {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|conds| {
+                conds
+                    .iter()
+                    .find(|c| c.type_ == type_ && c.status == "True")
+            })
+    };
+    let state = if let Some(failed) = condition("Failed") {
+        JobState::Failed {
+            reason: failed.reason.clone().unwrap_or_else(|| "Failed".into()),
+            message: failed.message.clone().unwrap_or_default(),
+        }
+    } else if condition("Complete").is_some() {
+        JobState::Succeeded
+    } else {
+        JobState::Running
+    };
+    Some(JobView {
+        name: meta.name.clone()?,
+        uid: meta.uid.clone().unwrap_or_default(),
+        test,
+        revision,
+        rollout: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ROLLOUT_ANNOTATION).cloned())
+            .unwrap_or_default(),
+        state,
+        deleting: meta.deletion_timestamp.is_some(),
+        log_tail: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn replica_set_view_reads_labels_and_status() {
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web-blue", "uid": "u1", "generation": 2,
+                "labels": {"bluegreen.dev/color": "blue", "bluegreen.dev/revision": "abc"},
+                "annotations": {"bluegreen.dev/version": "1.2"}},
+            "spec": {"replicas": 3, "selector": {}},
+            "status": {"replicas": 3, "readyReplicas": 3, "availableReplicas": 2, "observedGeneration": 2}
+        }))
+        .unwrap();
+        let view = replica_set_view(&rs).unwrap();
+        assert_eq!(
+            (view.color, view.revision.as_str(), view.version.as_str()),
+            (Color::Blue, "abc", "1.2")
+        );
+        assert_eq!(
+            (view.desired, view.current, view.ready, view.available),
+            (3, 3, 3, 2)
+        );
+        assert!(!view.fully_available(), "one pod is not yet available");
+    }
+
+    #[test]
+    fn replica_set_without_color_is_not_a_view() {
+        let rs: ReplicaSet =
+            serde_json::from_value(json!({"metadata": {"name": "x", "labels": {}}})).unwrap();
+        assert!(replica_set_view(&rs).is_none());
+    }
+
+    #[test]
+    fn stale_observed_generation_is_not_available() {
+        let view = ReplicaSetView {
+            name: "r".into(),
+            uid: "u".into(),
+            color: Color::Green,
+            revision: "r1".into(),
+            version: "v".into(),
+            desired: 2,
+            current: 2,
+            ready: 2,
+            available: 2,
+            generation: 3,
+            observed_generation: 2,
+            deleting: false,
+        };
+        assert!(!view.fully_available());
+        assert!(
+            ReplicaSetView {
+                observed_generation: 3,
+                ..view.clone()
+            }
+            .available_at(2)
+        );
+        assert!(
+            !ReplicaSetView {
+                observed_generation: 3,
+                current: 3,
+                ..view
+            }
+            .fully_available()
+        );
+    }
+
+    #[test]
+    fn job_view_reads_conditions() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "web-smoke-abc", "labels": {"bluegreen.dev/smoke-test": "smoke", "bluegreen.dev/revision": "abc"},
+                "annotations": {"bluegreen.dev/rollout": "2026-01-01T00:00:00Z"}},
+            "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}
+        }))
+        .unwrap();
+        let view = job_view(&job).unwrap();
+        assert_eq!(view.test, "smoke");
+        assert!(
+            matches!(view.state, JobState::Failed { ref reason, .. } if reason == "BackoffLimitExceeded")
+        );
+    }
+
+    #[test]
+    fn endpoint_views_default_ready_when_unknown() {
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "s"}, "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": "p1"}},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": false}, "targetRef": {"kind": "Pod", "name": "p2"}}
+            ]
+        }))
+        .unwrap();
+        let views = endpoint_views([&slice]);
+        assert_eq!(
+            views,
+            vec![
+                EndpointView {
+                    pod: Some("p1".into()),
+                    ready: true
+                },
+                EndpointView {
+                    pod: Some("p2".into()),
+                    ready: false
+                },
+            ]
+        );
+    }
+}
