@@ -57,6 +57,10 @@ pub fn apply(def: &ResourceDef, obj: &mut Value, old: Option<&Value>, ips: &IpAl
             }
         }
         ("", "pods") => {
+            // There is one node, and every pod is scheduled to it at once.
+            if old.is_none() && obj.pointer("/spec/nodeName").is_none() {
+                obj["spec"]["nodeName"] = json!("kubesim-node");
+            }
             if obj.pointer("/spec/restartPolicy").is_none() {
                 obj["spec"]["restartPolicy"] = json!("Always");
             }

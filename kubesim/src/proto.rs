@@ -3,7 +3,8 @@
 //! client-go typed clients configured for protobuf (Helm's release storage, which
 //! writes Secrets and ConfigMaps, and their DeleteOptions) send bodies as a
 //! `runtime.Unknown` envelope behind the magic prefix `k8s\0`. kubesim decodes the
-//! few message types those clients send into JSON and answers in JSON, which
+//! few message types those clients send (Secret, ConfigMap, DeleteOptions, and the
+//! metadata of Namespace and ServiceAccount for `kubectl create`) into JSON and answers in JSON, which
 //! client-go accepts. Other kinds sent as protobuf get 415.
 
 use base64::Engine;
@@ -219,6 +220,16 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("v1", "Secret") => secret(raw),
         ("v1", "ConfigMap") => config_map(raw),
         (_, "DeleteOptions") => delete_options(raw),
+        // Kinds whose interesting content for `kubectl create` is their metadata.
+        ("v1", kind @ ("Namespace" | "ServiceAccount")) => {
+            let mut o = json!({"apiVersion": "v1", "kind": kind});
+            for (n, f) in fields(raw)? {
+                if let (1, Field::Bytes(x)) = (n, f) {
+                    o["metadata"] = object_meta(x)?;
+                }
+            }
+            Ok(o)
+        }
         _ => Err(ApiError::unsupported_media_type(&format!("{MEDIA_TYPE} ({api_version} {kind})"))),
     }
 }

@@ -282,7 +282,9 @@ fn row_object(obj: &Value, include: &str) -> Value {
 
 /// Builds the Table for `objects` (already converted to the requested version).
 pub fn build(def: &ResourceDef, version: &str, objects: &[Value], include: &str, list_meta: Value) -> Value {
-    let mut defs = vec![definition(&NAME)];
+    // Events are the one built-in table without a leading Name column.
+    let name_first = !(def.group.is_empty() && def.plural == "events");
+    let mut defs = if name_first { vec![definition(&NAME)] } else { vec![] };
     let rows: Vec<Value>;
     let crd_cols = def.crd.as_ref().and_then(|m| m.get(version)).map(|v| v.printer_columns.clone());
     match crd_cols {
@@ -318,7 +320,7 @@ pub fn build(def: &ResourceDef, version: &str, objects: &[Value], include: &str,
             rows = objects
                 .iter()
                 .map(|o| {
-                    let mut c = vec![json!(crate::meta::name(o))];
+                    let mut c = if name_first { vec![json!(crate::meta::name(o))] } else { vec![] };
                     c.extend(cells(o));
                     json!({"cells": c, "object": row_object(o, include)})
                 })

@@ -228,3 +228,10 @@ pub async fn widget_api(server: &kubesim::Server, ns: &str) -> kube::Api<kube::c
     let ar = kube::core::ApiResource::from_gvk_with_plural(&gvk, "widgets");
     Api::namespaced_with(client, ns, &ar)
 }
+
+/// `kube::Api` for Widgets when the CRD already exists.
+pub fn widget_api_existing(server: &kubesim::Server, ns: &str) -> kube::Api<kube::core::DynamicObject> {
+    let gvk = kube::core::GroupVersionKind::gvk("test.kubesim.dev", "v1", "Widget");
+    let ar = kube::core::ApiResource::from_gvk_with_plural(&gvk, "widgets");
+    kube::Api::namespaced_with(client(server), ns, &ar)
+}
