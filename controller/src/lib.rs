@@ -3,10 +3,16 @@
 //! `plan` decides (pure), `reconcile` writes (the only module that does), `world` condenses
 //! what the caches hold into what the planner reads, `desired` builds the objects to apply.
 
+pub mod cache;
 pub mod config;
+pub mod controller;
 pub mod desired;
+pub mod error;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod reconcile;
+pub mod snapshot;
 pub mod telemetry;
 pub mod world;

@@ -1,1 +1,307 @@
-pub fn _x(){}
+//! Harness for scenario tests: a cluster (in-process kubesim, or the cluster in $KUBECONFIG
+//! when `BLUEGREEN_E2E_CLUSTER=1`), the unmodified controller binary, and real `kubectl`.
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use kube::{Client, Config, config::Kubeconfig};
+
+/// The repository root (this crate lives in `<root>/e2e`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e has a parent")
+        .to_path_buf()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(
+        "{what} not found at {path}: run `make tools` (kubectl) or `cargo build --bins` (controller) first"
+    )]
+    Missing { what: &'static str, path: String },
+    #[error("`kubectl {args}` failed ({status}): {stderr}")]
+    Kubectl {
+        args: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("kubesim: {0}")]
+    Kubesim(#[from] kubesim::ServerError),
+    #[error("kube client: {0}")]
+    Client(String),
+    #[error("timed out after {secs}s waiting for {what}; last seen: {last}")]
+    Timeout {
+        what: String,
+        secs: u64,
+        last: String,
+    },
+}
+
+/// Where the cluster comes from.
+enum Backend {
+    Sim(kubesim::Server),
+    Real,
+}
+
+/// A cluster for one test, with its own scratch directory and namespace.
+pub struct Env {
+    backend: Backend,
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub namespace: String,
+    pub client: Client,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Env {
+    /// Starts kubesim (or uses $KUBECONFIG with `BLUEGREEN_E2E_CLUSTER=1`) and installs the CRD.
+    pub async fn start(test: &str) -> Result<Env, HarnessError> {
+        let unique = format!(
+            "{}-{}-{}",
+            test,
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(format!("bluegreen-e2e-{unique}"));
+        std::fs::create_dir_all(&dir)?;
+        let real = std::env::var("BLUEGREEN_E2E_CLUSTER").is_ok_and(|v| v == "1");
+        let (backend, kubeconfig, namespace) = if real {
+            let path = std::env::var("KUBECONFIG")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| home_kubeconfig());
+            (
+                Backend::Real,
+                path,
+                format!("bg-e2e-{}", unique.replace('_', "-")),
+            )
+        } else {
+            let server = kubesim::Server::start().await?;
+            let path = dir.join("kubeconfig");
+            server.write_kubeconfig(&path)?;
+            (Backend::Sim(server), path, "default".to_string())
+        };
+        let yaml = std::fs::read_to_string(&kubeconfig)?;
+        let kc = Kubeconfig::from_yaml(&yaml).map_err(|e| HarnessError::Client(e.to_string()))?;
+        let config = Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .map_err(|e| HarnessError::Client(e.to_string()))?;
+        let client = Client::try_from(config).map_err(|e| HarnessError::Client(e.to_string()))?;
+        let env = Env {
+            backend,
+            dir,
+            kubeconfig,
+            namespace,
+            client,
+        };
+        if real {
+            env.kubectl(&["create", "namespace", &env.namespace])?;
+        }
+        env.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &crd_path().display().to_string(),
+        ])?;
+        Ok(env)
+    }
+
+    /// The in-process kubesim, when the test runs on it.
+    pub fn kubesim(&self) -> Option<&kubesim::Server> {
+        match &self.backend {
+            Backend::Sim(server) => Some(server),
+            Backend::Real => None,
+        }
+    }
+
+    /// Runs kubectl against this cluster in the test's namespace; stdout on success.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String, HarnessError> {
+        self.kubectl_with_stdin(args, None)
+    }
+
+    pub fn kubectl_with_stdin(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, HarnessError> {
+        let mut command = Command::new(kubectl_path()?);
+        command
+            .env("KUBECONFIG", &self.kubeconfig)
+            .arg("--namespace")
+            .arg(&self.namespace)
+            .args(args);
+        command.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn()?;
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(input.as_bytes())?;
+        }
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            return Err(HarnessError::Kubectl {
+                args: args.join(" "),
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Starts the controller binary against this cluster, watching the test's namespace.
+    pub fn start_controller(&self) -> Result<ControllerProcess, HarnessError> {
+        ControllerProcess::spawn(self)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if matches!(self.backend, Backend::Real) {
+            let _ = self.kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+        }
+    }
+}
+
+fn home_kubeconfig() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".kube/config")
+}
+
+/// The project's generated CRD.
+pub fn crd_path() -> PathBuf {
+    repo_root().join("charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml")
+}
+
+/// kubectl 1.37 from the PyPI wheel (`make tools`), or `BLUEGREEN_KUBECTL`.
+pub fn kubectl_path() -> Result<PathBuf, HarnessError> {
+    let path = std::env::var("BLUEGREEN_KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".tools/py/bin/kubectl"));
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(HarnessError::Missing {
+            what: "kubectl",
+            path: path.display().to_string(),
+        })
+    }
+}
+
+/// The controller binary (`cargo build --bins`), or `BLUEGREEN_CONTROLLER_BIN`.
+pub fn controller_path() -> Result<PathBuf, HarnessError> {
+    let path = std::env::var("BLUEGREEN_CONTROLLER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| repo_root().join("target"));
+            target.join("debug/bluegreen-controller")
+        });
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(HarnessError::Missing {
+            what: "bluegreen-controller binary",
+            path: path.display().to_string(),
+        })
+    }
+}
+
+/// The controller binary running as a child process; SIGTERM on drop.
+pub struct ControllerProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    fn spawn(env: &Env) -> Result<Self, HarnessError> {
+        let log = env.dir.join(format!(
+            "controller-{}.log",
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(controller_path()?)
+            .env("KUBECONFIG", &env.kubeconfig)
+            .env("BLUEGREEN_NAMESPACE", &env.namespace)
+            .env("BLUEGREEN_METRICS_ADDR", "127.0.0.1:0")
+            .env("BLUEGREEN_LOG_LEVEL", "info")
+            .env("BLUEGREEN_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?;
+        Ok(ControllerProcess { child, log })
+    }
+
+    /// Stops the controller with SIGTERM (graceful) and waits for it.
+    pub fn stop(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait()
+    }
+
+    /// Kills the controller without warning (a crash).
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(|_| ())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// Polls `probe` until it returns `Ok(Some(value))`, failing after `timeout`. The probe's
+/// `Ok(None)`/`Err` text is kept to explain a timeout.
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut probe: F,
+) -> Result<T, HarnessError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, String>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("nothing yet");
+    loop {
+        match probe().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last = e,
+        }
+        if start.elapsed() > timeout {
+            return Err(HarnessError::Timeout {
+                what: what.into(),
+                secs: timeout.as_secs(),
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

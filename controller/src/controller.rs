@@ -1,0 +1,233 @@
+//! Wires the caches, the watches and the kube-runtime `Controller` together.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use bluegreen_crd::{BlueGreenRelease, labels};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::ReplicaSet,
+        batch::v1::Job,
+        core::v1::{Pod, Service},
+        discovery::v1::EndpointSlice,
+    },
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::ListParams,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{self, Config as ControllerConfig},
+        events::{Recorder, Reporter},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::{
+    cache::ReleaseIndex,
+    http::Readiness,
+    metrics::Metrics,
+    reconcile::{Context, error_policy, reconcile},
+    snapshot::Caches,
+};
+
+/// The child caches that must finish their first list before the controller is ready.
+const CHILD_KINDS: usize = 5;
+
+/// Why the controller could not start.
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error(
+        "the BlueGreenRelease CRD (bluegreenreleases.bluegreen.dev) is not installed in this cluster; install it with \
+         `kubectl apply -f charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml` (or the Helm chart) and start the controller again"
+    )]
+    CrdMissing,
+    #[error("cannot list BlueGreenReleases{scope}: {source}")]
+    CannotList {
+        scope: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// What the controller watches and how hard it works.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub concurrency: u16,
+    /// Reporter instance for Events (the pod name).
+    pub identity: String,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Fails with a clear message when the CRD is not served (instead of watching forever).
+pub async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), StartupError> {
+    let releases: Api<BlueGreenRelease> = api(client, namespace);
+    match releases
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Err(StartupError::CrdMissing),
+        Err(source) => Err(StartupError::CannotList {
+            scope: namespace
+                .map(|ns| format!(" in namespace {ns}"))
+                .unwrap_or_default(),
+            source,
+        }),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), StartupError> {
+    let namespace = settings.namespace.as_deref();
+    check_crd(&client, namespace).await?;
+
+    let caches = Arc::new(Caches::default());
+    let synced = Arc::new(AtomicUsize::new(0));
+    let releases: Api<BlueGreenRelease> = api(&client, namespace);
+    let controller = Controller::new(releases, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency));
+    let store = controller.store();
+    let controller = controller
+        .watches_stream(
+            child_stream::<ReplicaSet>(&client, namespace, &caches, |c| &c.replica_sets, &synced),
+            release_of,
+        )
+        .watches_stream(
+            child_stream::<Service>(&client, namespace, &caches, |c| &c.services, &synced),
+            release_of,
+        )
+        .watches_stream(
+            child_stream::<EndpointSlice>(
+                &client,
+                namespace,
+                &caches,
+                |c| &c.endpoint_slices,
+                &synced,
+            ),
+            release_of,
+        )
+        .watches_stream(
+            child_stream::<Pod>(&client, namespace, &caches, |c| &c.pods, &synced),
+            release_of,
+        )
+        .watches_stream(
+            child_stream::<Job>(&client, namespace, &caches, |c| &c.jobs, &synced),
+            release_of,
+        )
+        .graceful_shutdown_on(shutdown);
+
+    // Ready once every cache has its first full list: before that, a reconcile could see a
+    // half-empty world.
+    let ready_signal = {
+        let synced = synced.clone();
+        let readiness = readiness.clone();
+        async move {
+            if store.wait_until_ready().await.is_err() {
+                return;
+            }
+            while synced.load(Ordering::Acquire) < CHILD_KINDS {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            info!("caches synced; ready");
+            readiness.set_ready(true);
+        }
+    };
+    tokio::spawn(ready_signal);
+
+    let reporter = Reporter {
+        controller: labels::FIELD_MANAGER.into(),
+        instance: Some(settings.identity.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let context = Arc::new(Context::new(client, caches, metrics, recorder));
+    info!(
+        namespace = namespace.unwrap_or("<all>"),
+        concurrency = settings.concurrency,
+        "controller started"
+    );
+    controller
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                match error {
+                    controller::Error::ReconcilerFailed(..) => {} // reported by error_policy
+                    other => warn!(error = %other, "controller stream error"),
+                }
+            }
+        })
+        .await;
+    readiness.set_ready(false);
+    info!("controller stopped");
+    Ok(())
+}
+
+/// A label-filtered watch of one child kind that keeps its cache current and triggers the
+/// owning release on every change.
+fn child_stream<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    caches: &Arc<Caches>,
+    index_of: fn(&Caches) -> &ReleaseIndex<K>,
+    synced: &Arc<AtomicUsize>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let caches = caches.clone();
+    let synced = synced.clone();
+    let mut first_list = true;
+    let config = watcher::Config::default()
+        .labels(labels::RELEASE)
+        .any_semantic();
+    watcher(api::<K>(client, namespace), config)
+        .default_backoff()
+        .map_ok(move |event| {
+            if index_of(&caches).apply(&event) && first_list {
+                first_list = false;
+                synced.fetch_add(1, Ordering::AcqRel);
+            }
+            event
+        })
+        .touched_objects()
+}
+
+/// The release an object belongs to, by its `bluegreen.dev/release` label.
+fn release_of<K: Resource>(obj: K) -> Option<ObjectRef<BlueGreenRelease>> {
+    let release = obj.labels().get(labels::RELEASE)?;
+    Some(ObjectRef::new(release).within(&obj.namespace()?))
+}

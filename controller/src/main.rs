@@ -1,0 +1,102 @@
+//! `bluegreen-controller`: the binary. Flags and env in `config`, the loop in `controller`.
+
+use std::{process::ExitCode, sync::Arc};
+
+use bluegreen_controller::{
+    config::Config,
+    controller::{self, Settings},
+    http::{self, HttpState, Readiness},
+    leader,
+    metrics::Metrics,
+    telemetry,
+};
+use clap::Parser;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(err) = telemetry::init(&config.log_level, config.log_format) {
+        eprintln!("bluegreen-controller: {err}");
+        return ExitCode::from(2);
+    }
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            error!("{message}");
+            eprintln!("bluegreen-controller: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
+    })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown signal received");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::new();
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} for metrics and probes: {e}",
+                config.metrics_addr
+            )
+        })?;
+    info!(addr = %config.metrics_addr, "serving /metrics, /healthz and /readyz");
+    let state = HttpState {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let server = tokio::spawn(http::serve(listener, state, stopped()));
+
+    let settings = Settings {
+        namespace: config.watch_namespace().map(str::to_string),
+        concurrency: u16::try_from(config.concurrency.get()).unwrap_or(u16::MAX),
+        identity: config.identity.clone(),
+    };
+    if config.leader_election {
+        let lead = || controller::run(client.clone(), settings, metrics, readiness, stopped());
+        leader::run_as_leader(&client, &config, lead, &stopped)
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        controller::run(client, settings, metrics, readiness, stopped())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let _ = server.await;
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or SIGINT (a person at a terminal).
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,455 @@
+//! Applies a plan through `kube::Api`: the only place in the controller that writes.
+//!
+//! One reconcile = read the world from the caches, plan, execute the plan's writes in order,
+//! then one status patch (only when the status changed), then — only after that status is
+//! stored — remove a consumed action's annotations. Events and metrics follow the writes.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bluegreen_crd::{BlueGreenRelease, BlueGreenReleaseStatus, labels};
+use k8s_openapi::{
+    api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Pod},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{
+        DeleteParams, LogParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+    },
+    runtime::{
+        controller::Action as Requeue,
+        events::{Event, EventType, Recorder},
+    },
+};
+use serde_json::json;
+use tracing::{debug, info, instrument, warn};
+
+use crate::{
+    error::{Error, Result},
+    metrics::Metrics,
+    plan::{self, Action, Occurrence, Plan},
+    snapshot::{self, Caches},
+    world::{self, JobView},
+};
+
+/// Lines of a failed smoke test's log kept for the Event and the status message.
+const LOG_TAIL_LINES: i64 = 20;
+/// The Events API limits a note to 1 kB.
+const MAX_EVENT_NOTE: usize = 1000;
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub caches: Arc<Caches>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Consecutive failures per release, for backoff per error class.
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        caches: Arc<Caches>,
+        metrics: Arc<Metrics>,
+        recorder: Recorder,
+    ) -> Self {
+        Context {
+            client,
+            caches,
+            metrics,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn key(release: &BlueGreenRelease) -> (String, String) {
+    (release.namespace().unwrap_or_default(), release.name_any())
+}
+
+/// Reconciles one release.
+#[instrument(skip_all, fields(namespace = release.namespace().unwrap_or_default(), release = release.name_any()))]
+pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Result<Requeue> {
+    let _timer = ctx.metrics.reconcile_timer();
+    let namespace = release
+        .namespace()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    if release.meta().deletion_timestamp.is_some() {
+        // Owned children go with the release (garbage collection); only forget it here.
+        ctx.metrics.forget_release(&namespace, &release.name_any());
+        return Ok(Requeue::await_change());
+    }
+
+    let (mut observed, logs_needed) = snapshot::observe(&release, &ctx.caches, Timestamp::now());
+    fetch_log_tails(&ctx.client, &namespace, &mut observed.jobs, &logs_needed).await;
+    let plan = plan::plan(&observed);
+    let writer = Writer {
+        client: ctx.client.clone(),
+        namespace: namespace.clone(),
+    };
+    for action in &plan.actions {
+        debug!(action = %action.describe(), "writing");
+        writer.execute(action).await?;
+    }
+    let status_changed = release.status.as_ref() != Some(&plan.status);
+    if status_changed {
+        writer.patch_status(&release, &plan.status).await?;
+    }
+    if plan.consume_action {
+        writer
+            .consume_action(
+                &release,
+                plan.status.last_action.as_ref().map(|a| a.id.as_str()),
+            )
+            .await?;
+    }
+
+    report(&ctx, &release, &plan).await;
+    ctx.failures
+        .lock()
+        .expect("failures lock")
+        .remove(&key(&release));
+    ctx.metrics.reconcile_ok();
+    Ok(match plan.requeue_after {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    })
+}
+
+/// Decides when to retry a failed reconcile.
+pub fn error_policy(release: Arc<BlueGreenRelease>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let failures = {
+        let mut map = ctx.failures.lock().expect("failures lock");
+        let count = map.entry(key(&release)).or_insert(0);
+        *count += 1;
+        *count
+    };
+    ctx.metrics.reconcile_error(error.metric_label());
+    let after = error.retry_after(failures);
+    if error.is_conflict() {
+        debug!(%error, release = release.name_any(), "conflict; retrying");
+    } else {
+        warn!(%error, release = release.name_any(), failures, retry_in_ms = after.as_millis() as u64, "reconcile failed");
+    }
+    Requeue::requeue(after)
+}
+
+/// Events and metrics for what a successful reconcile did.
+async fn report(ctx: &Context, release: &BlueGreenRelease, plan: &Plan) {
+    let namespace = release.namespace().unwrap_or_default();
+    let name = release.name_any();
+    let status = &plan.status;
+    ctx.metrics
+        .set_release_phase(&namespace, &name, status.phase.map(|p| p.as_str()));
+    if let (Some(color), Some(version)) = (status.active_color, status.active_version.as_deref()) {
+        ctx.metrics
+            .set_release_info(&namespace, &name, color, version);
+    }
+    for occurrence in &plan.occurrences {
+        match occurrence {
+            Occurrence::Flipped => ctx.metrics.flipped(),
+            Occurrence::RolledBack => ctx.metrics.rolled_back(),
+            Occurrence::RolloutFinished { outcome, seconds } => ctx
+                .metrics
+                .observe_rollout(*outcome, Duration::from_secs_f64(*seconds)),
+            Occurrence::SmokeTest { succeeded } => ctx.metrics.smoke_test_finished(*succeeded),
+        }
+    }
+    if !plan.events.is_empty() || plan.status.phase != release.status.as_ref().and_then(|s| s.phase)
+    {
+        info!(phase = ?status.phase, message = status.message.as_deref().unwrap_or_default(), revision = status.active_revision.as_deref().unwrap_or_default(), "release progressed");
+    }
+    let reference = release.object_ref(&());
+    for planned in &plan.events {
+        let event = Event {
+            type_: if planned.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: planned.reason.clone(),
+            note: Some(truncate(&planned.note, MAX_EVENT_NOTE)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        // An Event is a courtesy: failing to publish one must not fail the reconcile.
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            warn!(%error, reason = planned.reason, "could not publish event");
+        }
+    }
+}
+
+/// Reads the last lines of each failed smoke test's pod log into its Job view.
+async fn fetch_log_tails(
+    client: &Client,
+    namespace: &str,
+    jobs: &mut [JobView],
+    needed: &[(String, String)],
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for (job_name, pod) in needed {
+        let params = LogParams {
+            tail_lines: Some(LOG_TAIL_LINES),
+            ..LogParams::default()
+        };
+        match pods.logs(pod, &params).await {
+            Ok(log) => {
+                if let Some(job) = jobs.iter_mut().find(|j| &j.name == job_name) {
+                    job.log_tail = Some(log);
+                }
+            }
+            // The failure is reported either way; the log is a bonus.
+            Err(error) => warn!(%error, pod, "could not read the smoke test's log"),
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// Executes actions against the API server, with the controller's field manager.
+pub struct Writer {
+    pub client: Client,
+    pub namespace: String,
+}
+
+impl Writer {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn apply_params() -> PatchParams {
+        // Force: the controller is the only rightful owner of the fields it applies (the
+        // two selector keys of a user's Service included), so it takes them over.
+        PatchParams::apply(labels::FIELD_MANAGER).force()
+    }
+
+    fn update_params() -> PatchParams {
+        PatchParams {
+            field_manager: Some(labels::FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        }
+    }
+
+    pub async fn execute(&self, action: &Action) -> Result<()> {
+        match action {
+            Action::ApplyReplicaSet(rs) => self.apply(rs.as_ref()).await,
+            Action::ReplaceReplicaSet {
+                old_uid,
+                replica_set,
+            } => {
+                let api: Api<ReplicaSet> = self.api();
+                let name = replica_set.name_any();
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(old_uid.clone()),
+                        resource_version: None,
+                    }),
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    ..DeleteParams::default()
+                };
+                ignore_not_found(api.delete(&name, &params).await.map(|_| ()))
+                    .map_err(|e| Error::api(format!("delete ReplicaSet {name}"), e))?;
+                self.apply(replica_set.as_ref()).await
+            }
+            Action::ScaleReplicaSet { name, replicas } => {
+                let api: Api<ReplicaSet> = self.api();
+                api.patch_scale(
+                    name,
+                    &Self::update_params(),
+                    &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                )
+                .await
+                .map_err(|e| Error::api(format!("scale ReplicaSet {name} to {replicas}"), e))?;
+                Ok(())
+            }
+            Action::ApplyPreviewService(svc) => self.apply(svc.as_ref()).await,
+            Action::Flip {
+                service,
+                replica_set,
+                replicas,
+            } => {
+                self.check_flip_target(&service.name_any(), replica_set, *replicas)
+                    .await?;
+                self.apply(service.as_ref()).await?;
+                info!(
+                    service = service.name_any(),
+                    target = replica_set,
+                    "flipped the active Service"
+                );
+                Ok(())
+            }
+            Action::CreateJob(job) => {
+                let api: Api<Job> = self.api();
+                let params = PostParams {
+                    field_manager: Some(labels::FIELD_MANAGER.into()),
+                    ..PostParams::default()
+                };
+                match api.create(&params, job).await {
+                    Ok(_) => Ok(()),
+                    // Created by a reconcile that died before recording it: same Job, fine.
+                    Err(kube::Error::Api(status))
+                        if status.code == 409 && status.reason == "AlreadyExists" =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::api(format!("create Job {}", job.name_any()), e)),
+                }
+            }
+            Action::DeleteJob { name, uid } => {
+                let api: Api<Job> = self.api();
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    ..DeleteParams::default()
+                };
+                ignore_not_found(api.delete(name, &params).await.map(|_| ()))
+                    .map_err(|e| Error::api(format!("delete Job {name}"), e))
+            }
+        }
+    }
+
+    async fn apply<K>(&self, obj: &K) -> Result<()>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = self.api();
+        let name = obj.name_any();
+        api.patch(&name, &Self::apply_params(), &Patch::Apply(obj))
+            .await
+            .map_err(|e| Error::api(format!("apply {} {name}", K::kind(&())), e))?;
+        Ok(())
+    }
+
+    /// Invariant 1: re-read the target ReplicaSet from the API server (not the cache)
+    /// immediately before the flip and refuse unless it is fully available at full size.
+    async fn check_flip_target(
+        &self,
+        service: &str,
+        replica_set: &str,
+        replicas: i32,
+    ) -> Result<()> {
+        let api: Api<ReplicaSet> = self.api();
+        let fresh = api
+            .get(replica_set)
+            .await
+            .map_err(|e| Error::api(format!("get ReplicaSet {replica_set} before the flip"), e))?;
+        let view = world::replica_set_view(&fresh);
+        match view {
+            Some(view) if view.available_at(replicas) => Ok(()),
+            Some(view) => Err(Error::FlipGuard {
+                service: service.into(),
+                reason: format!(
+                    "ReplicaSet {replica_set} is not fully available ({}/{} available, {} current, generation {}/{})",
+                    view.available,
+                    replicas,
+                    view.current,
+                    view.observed_generation,
+                    view.generation
+                ),
+            }),
+            None => Err(Error::FlipGuard {
+                service: service.into(),
+                reason: format!("ReplicaSet {replica_set} lost its color labels"),
+            }),
+        }
+    }
+
+    /// One server-side apply of the whole status (the controller owns all of it).
+    pub async fn patch_status(
+        &self,
+        release: &BlueGreenRelease,
+        status: &BlueGreenReleaseStatus,
+    ) -> Result<()> {
+        let api: Api<BlueGreenRelease> = self.api();
+        let name = release.name_any();
+        let body = json!({
+            "apiVersion": BlueGreenRelease::api_version(&()),
+            "kind": BlueGreenRelease::kind(&()),
+            "metadata": {"name": name},
+            "status": status,
+        });
+        api.patch_status(&name, &Self::apply_params(), &Patch::Apply(body))
+            .await
+            .map_err(|e| Error::api(format!("patch status of {name}"), e))?;
+        Ok(())
+    }
+
+    /// Removes the action annotations, but only if they still carry the consumed id: a new
+    /// action written in the meantime must not be lost (the JSON patch `test` fails then).
+    pub async fn consume_action(
+        &self,
+        release: &BlueGreenRelease,
+        consumed_id: Option<&str>,
+    ) -> Result<()> {
+        let api: Api<BlueGreenRelease> = self.api();
+        let name = release.name_any();
+        let annotations = release.annotations();
+        let escape = |key: &str| {
+            format!(
+                "/metadata/annotations/{}",
+                key.replace('~', "~0").replace('/', "~1")
+            )
+        };
+        let mut ops = Vec::new();
+        match annotations.get(labels::ACTION_ID) {
+            Some(id) => {
+                if consumed_id.is_some_and(|c| c != id) {
+                    return Ok(());
+                }
+                ops.push(json!({"op": "test", "path": escape(labels::ACTION_ID), "value": id}));
+                ops.push(json!({"op": "remove", "path": escape(labels::ACTION_ID)}));
+            }
+            None => ops.push(json!({"op": "test", "path": escape(labels::ACTION), "value": annotations.get(labels::ACTION)})),
+        }
+        if annotations.contains_key(labels::ACTION) {
+            ops.push(json!({"op": "remove", "path": escape(labels::ACTION)}));
+        }
+        let patch: json_patch::Patch =
+            serde_json::from_value(serde_json::Value::Array(ops)).expect("well-formed JSON patch");
+        match api
+            .patch(&name, &Self::update_params(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The annotations changed since we read them: the next reconcile sees the new ones.
+            Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => Ok(()),
+            Err(e) => Err(Error::api(
+                format!("remove action annotations of {name}"),
+                e,
+            )),
+        }
+    }
+}
+
+fn ignore_not_found(
+    result: std::result::Result<(), kube::Error>,
+) -> std::result::Result<(), kube::Error> {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other,
+    }
+}

@@ -1,0 +1,117 @@
+//! Builds the planner's [`Observed`] world for one release from the caches (reads only).
+
+use std::sync::Arc;
+
+use bluegreen_crd::{BlueGreenRelease, SmokeTestPhase};
+use k8s_openapi::{
+    api::{
+        apps::v1::ReplicaSet,
+        batch::v1::Job,
+        core::v1::{Pod, Service},
+        discovery::v1::EndpointSlice,
+    },
+    jiff::Timestamp,
+};
+use kube::ResourceExt;
+
+use crate::cache::ReleaseIndex;
+use crate::plan::{rollout_id, whole_seconds};
+use crate::world::{self, JobState, Observed};
+
+/// The label the EndpointSlice controller puts on every slice of a Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Watch-fed caches of every kind of child a release has.
+#[derive(Default)]
+pub struct Caches {
+    pub replica_sets: ReleaseIndex<ReplicaSet>,
+    pub services: ReleaseIndex<Service>,
+    pub endpoint_slices: ReleaseIndex<EndpointSlice>,
+    pub pods: ReleaseIndex<Pod>,
+    pub jobs: ReleaseIndex<Job>,
+}
+
+/// The world of one release, as the caches hold it. Failed smoke-test Jobs that still need
+/// their log tail are listed in the second value (pod name per Job name).
+pub fn observe(
+    release: &BlueGreenRelease,
+    caches: &Caches,
+    now: Timestamp,
+) -> (Observed, Vec<(String, String)>) {
+    let namespace = release.namespace().unwrap_or_default();
+    let name = release.name_any();
+    let services = caches.services.of_release(&namespace, &name);
+    let find_service = |wanted: &str| {
+        services
+            .iter()
+            .find(|s| s.name_any() == wanted)
+            .map(|s| world::service_view(s))
+    };
+    let active_service = find_service(&release.spec.service.name);
+    let preview_name = release.preview_service_name();
+    let preview_service = find_service(&preview_name);
+
+    let slices = caches.endpoint_slices.of_release(&namespace, &name);
+    let preview_slices = slices
+        .iter()
+        .filter(|s| {
+            s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(preview_name.as_str())
+        })
+        .map(Arc::as_ref);
+    let pods = caches.pods.of_release(&namespace, &name);
+
+    let mut jobs: Vec<_> = caches
+        .jobs
+        .of_release(&namespace, &name)
+        .iter()
+        .filter_map(|j| world::job_view(j))
+        .collect();
+    let status = release.status.clone().unwrap_or_default();
+    let current_rollout = status.rollout.as_ref().map(rollout_id);
+    let mut logs_needed = Vec::new();
+    for job in &mut jobs {
+        let already_recorded = status
+            .smoke_tests
+            .iter()
+            .any(|t| t.job == job.name && t.phase == SmokeTestPhase::Failed);
+        let is_current = current_rollout.as_deref() == Some(job.rollout.as_str());
+        if matches!(job.state, JobState::Failed { .. }) && is_current && !already_recorded {
+            if let Some(pod) = newest_pod_of_job(&pods, &job.uid) {
+                logs_needed.push((job.name.clone(), pod));
+            }
+        }
+    }
+
+    let observed = Observed {
+        release: release.clone(),
+        replica_sets: caches
+            .replica_sets
+            .of_release(&namespace, &name)
+            .iter()
+            .filter_map(|rs| world::replica_set_view(rs))
+            .collect(),
+        active_service,
+        preview_service,
+        preview_endpoints: world::endpoint_views(preview_slices),
+        pods: pods
+            .iter()
+            .filter(|p| !is_job_pod(p))
+            .map(|p| world::pod_view(p))
+            .collect(),
+        jobs,
+        now: whole_seconds(now),
+    };
+    (observed, logs_needed)
+}
+
+fn is_job_pod(pod: &Pod) -> bool {
+    pod.owner_references().iter().any(|o| o.kind == "Job")
+}
+
+/// The most recently created pod owned by a Job (the attempt whose log explains the failure).
+fn newest_pod_of_job(pods: &[Arc<Pod>], job_uid: &str) -> Option<String> {
+    pods.iter()
+        .filter(|p| p.owner_references().iter().any(|o| o.uid == job_uid))
+        .max_by_key(|p| p.creation_timestamp().map(|t| t.0))
+        .map(|p| p.name_any())
+}
