@@ -99,7 +99,9 @@ fn collect(v: &Value, field: &str, prefix: &mut Path, out: &mut FieldSet) {
             match key {
                 Some(key) => {
                     for item in items {
-                        let Some(pe) = item_key(item, key) else { continue };
+                        let Some(pe) = item_key(item, key) else {
+                            continue;
+                        };
                         prefix.push(pe);
                         out.insert(prefix.clone());
                         if let Some(m) = item.as_object() {
@@ -137,7 +139,9 @@ fn step<'a>(cur: &'a Value, pe: &str) -> Option<&'a Value> {
         cur.get(f)
     } else if let Some(k) = pe.strip_prefix("k:") {
         let want: Map<String, Value> = serde_json::from_str(k).ok()?;
-        cur.as_array()?.iter().find(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)))
+        cur.as_array()?
+            .iter()
+            .find(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)))
     } else {
         None
     }
@@ -145,15 +149,21 @@ fn step<'a>(cur: &'a Value, pe: &str) -> Option<&'a Value> {
 
 /// Removes the field at `path` (a map key or a keyed list item).
 pub fn remove_path(v: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = v;
     for pe in parents {
         let next = if let Some(f) = pe.strip_prefix("f:") {
             cur.get_mut(f)
         } else if let Some(k) = pe.strip_prefix("k:") {
-            let Ok(want) = serde_json::from_str::<Map<String, Value>>(k) else { return };
-            cur.as_array_mut()
-                .and_then(|a| a.iter_mut().find(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv))))
+            let Ok(want) = serde_json::from_str::<Map<String, Value>>(k) else {
+                return;
+            };
+            cur.as_array_mut().and_then(|a| {
+                a.iter_mut()
+                    .find(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)))
+            })
         } else {
             None
         };
@@ -234,11 +244,30 @@ pub fn read_entries(obj: &Value) -> Vec<Entry> {
                 tree_to_set(f, &mut Vec::new(), &mut fields);
             }
             Entry {
-                manager: e.get("manager").and_then(Value::as_str).unwrap_or_default().to_string(),
-                operation: e.get("operation").and_then(Value::as_str).unwrap_or("Update").to_string(),
-                api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
-                time: e.get("time").and_then(Value::as_str).unwrap_or_default().to_string(),
-                subresource: e.get("subresource").and_then(Value::as_str).map(str::to_string),
+                manager: e
+                    .get("manager")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                operation: e
+                    .get("operation")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Update")
+                    .to_string(),
+                api_version: e
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                time: e
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                subresource: e
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 fields,
             }
         })
@@ -305,7 +334,10 @@ fn set_to_tree(set: &FieldSet) -> Value {
     for path in set {
         let mut cur = &mut root;
         for pe in path {
-            cur = cur.get_mut(pe).and_then(Value::as_object_mut).expect("inserted above");
+            cur = cur
+                .get_mut(pe)
+                .and_then(Value::as_object_mut)
+                .expect("inserted above");
         }
         if !cur.is_empty() && !cur.contains_key(".") {
             cur.insert(".".into(), json!({}));
@@ -419,10 +451,9 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
     let mut out = req.live.clone();
     // Fields this manager applied before but no longer does are removed unless
     // another manager still owns them (or something beneath them).
-    if let Some(prev) = entries
-        .iter()
-        .find(|e| e.manager == req.manager && e.operation == "Apply" && same_sub(e, req.subresource))
-    {
+    if let Some(prev) = entries.iter().find(|e| {
+        e.manager == req.manager && e.operation == "Apply" && same_sub(e, req.subresource)
+    }) {
         let dropped: Vec<Path> = prev.fields.difference(&applied).cloned().collect();
         for p in dropped {
             let owned_elsewhere = entries.iter().any(|e| {
@@ -445,7 +476,9 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
         }
         match req.scope {
             Scope::Status => m.retain(|k, _| k == "status" || k == "metadata"),
-            Scope::Main { status_subresource: true } => {
+            Scope::Main {
+                status_subresource: true,
+            } => {
                 m.remove("status");
             }
             Scope::Main { .. } => {}
@@ -453,10 +486,9 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
     }
     merge_applied(&mut out, &config, "");
     let now = crate::meta::now();
-    match entries
-        .iter_mut()
-        .find(|e| e.manager == req.manager && e.operation == "Apply" && same_sub(e, req.subresource))
-    {
+    match entries.iter_mut().find(|e| {
+        e.manager == req.manager && e.operation == "Apply" && same_sub(e, req.subresource)
+    }) {
         Some(e) => {
             e.fields = applied;
             e.time = now;
@@ -479,14 +511,21 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
 mod tests {
     use super::*;
 
-    fn req<'a>(live: &'a Value, config: &'a Value, manager: &'a str, force: bool) -> ApplyRequest<'a> {
+    fn req<'a>(
+        live: &'a Value,
+        config: &'a Value,
+        manager: &'a str,
+        force: bool,
+    ) -> ApplyRequest<'a> {
         ApplyRequest {
             live,
             config,
             manager,
             api_version: "v1",
             force,
-            scope: Scope::Main { status_subresource: true },
+            scope: Scope::Main {
+                status_subresource: true,
+            },
             subresource: None,
         }
     }
@@ -498,7 +537,10 @@ mod tests {
         let live = apply(req(&empty, &a, "helm", false)).unwrap();
         let b = json!({"metadata": {"name": "s"}, "spec": {"selector": {"color": "blue"}}});
         let live = apply(req(&live, &b, "ctl", false)).unwrap();
-        assert_eq!(live["spec"]["selector"], json!({"app": "x", "color": "blue"}));
+        assert_eq!(
+            live["spec"]["selector"],
+            json!({"app": "x", "color": "blue"})
+        );
         let c = json!({"metadata": {"name": "s"}, "spec": {"selector": {"app": "y"}}});
         let err = apply(req(&live, &c, "ctl", false)).unwrap_err();
         assert_eq!(err[0].field, ".spec.selector.app");
@@ -509,6 +551,10 @@ mod tests {
         assert_eq!(live["spec"]["ports"][0]["port"], 80);
         let entries = read_entries(&live);
         let ctl = entries.iter().find(|e| e.manager == "ctl").unwrap();
-        assert!(ctl.fields.contains(&vec!["f:spec".to_string(), "f:selector".to_string(), "f:app".to_string()]));
+        assert!(ctl.fields.contains(&vec![
+            "f:spec".to_string(),
+            "f:selector".to_string(),
+            "f:app".to_string()
+        ]));
     }
 }

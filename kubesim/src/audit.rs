@@ -32,7 +32,10 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     pub fn is_write(&self) -> bool {
-        matches!(self.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection")
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
     }
 }
 
@@ -63,6 +66,10 @@ impl Audit {
 
     /// Forgets all entries (sequence numbers keep increasing).
     pub fn clear(&self) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.clear();
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clear();
     }
 }

@@ -36,7 +36,10 @@ pub struct WriteOpts {
 
 impl WriteOpts {
     pub fn manager(m: &str) -> Self {
-        WriteOpts { manager: m.to_string(), ..Default::default() }
+        WriteOpts {
+            manager: m.to_string(),
+            ..Default::default()
+        }
     }
 }
 
@@ -80,7 +83,11 @@ pub struct Cluster {
 fn key(def: &ResourceDef, ns: &str, name: &str) -> ObjKey {
     ObjKey {
         gr: def.storage.clone(),
-        namespace: if def.namespaced { ns.to_string() } else { String::new() },
+        namespace: if def.namespaced {
+            ns.to_string()
+        } else {
+            String::new()
+        },
         name: name.to_string(),
     }
 }
@@ -109,11 +116,22 @@ fn content(v: &Value) -> Value {
 
 impl Cluster {
     pub fn new(history: usize) -> Arc<Self> {
-        let c = Arc::new(Cluster { store: Mutex::new(Store::new(history)), ips: IpAllocator::default() });
-        let ns = c.resolve("", "v1", "namespaces").expect("namespaces is built in");
+        let c = Arc::new(Cluster {
+            store: Mutex::new(Store::new(history)),
+            ips: IpAllocator::default(),
+        });
+        let ns = c
+            .resolve("", "v1", "namespaces")
+            .expect("namespaces is built in");
         for name in ["default", "kube-system", "kube-public"] {
-            c.create(&ns, "v1", "", json!({"metadata": {"name": name}}), &WriteOpts::manager("kube-apiserver"))
-                .expect("fresh store accepts namespaces");
+            c.create(
+                &ns,
+                "v1",
+                "",
+                json!({"metadata": {"name": name}}),
+                &WriteOpts::manager("kube-apiserver"),
+            )
+            .expect("fresh store accepts namespaces");
         }
         c
     }
@@ -150,14 +168,20 @@ impl Cluster {
         self.lock().get(gr, ns, name).cloned()
     }
 
-    pub fn list(&self, def: &ResourceDef, version: &str, ns: Option<&str>, opts: &ListOpts) -> ApiResult<ListResult> {
+    pub fn list(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: Option<&str>,
+        opts: &ListOpts,
+    ) -> ApiResult<ListResult> {
         let st = self.lock();
         let ns = if def.namespaced { ns } else { None };
         let after: Option<(String, String)> = match &opts.continue_token {
             Some(t) if !t.is_empty() => {
-                let (a, b) = t
-                    .split_once('/')
-                    .ok_or_else(|| ApiError::bad_request("continue key is not valid: malformed token"))?;
+                let (a, b) = t.split_once('/').ok_or_else(|| {
+                    ApiError::bad_request("continue key is not valid: malformed token")
+                })?;
                 Some((a.to_string(), b.to_string()))
             }
             _ => None,
@@ -198,30 +222,64 @@ impl Cluster {
     }
 
     /// Stored objects matching a predicate, for the simulated controllers.
-    pub fn scan(&self, gr: &GroupResource, ns: Option<&str>, mut f: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    pub fn scan(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+        mut f: impl FnMut(&Value) -> bool,
+    ) -> Vec<Value> {
         let st = self.lock();
-        st.iter(gr, ns).filter(|(_, _, o)| f(o)).map(|(_, _, o)| o.clone()).collect()
+        st.iter(gr, ns)
+            .filter(|(_, _, o)| f(o))
+            .map(|(_, _, o)| o.clone())
+            .collect()
     }
 
     // ----- writes ------------------------------------------------------------------
 
-    pub fn create(&self, def: &ResourceDef, version: &str, ns: &str, body: Value, opts: &WriteOpts) -> ApiResult<Value> {
+    pub fn create(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        body: Value,
+        opts: &WriteOpts,
+    ) -> ApiResult<Value> {
         let mut st = self.lock();
         self.create_locked(&mut st, def, version, ns, body, opts, None)
     }
 
     /// `managed` presets managedFields (create-on-apply); otherwise the creator owns all.
     #[allow(clippy::too_many_arguments)]
-    fn create_locked(&self, st: &mut Store, def: &ResourceDef, version: &str, ns: &str, body: Value, opts: &WriteOpts, managed: Option<Value>) -> ApiResult<Value> {
+    fn create_locked(
+        &self,
+        st: &mut Store,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        body: Value,
+        opts: &WriteOpts,
+        managed: Option<Value>,
+    ) -> ApiResult<Value> {
         if !body.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         }
         let mut obj = convert::to_storage(def, body);
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
-        if obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().is_empty() {
-            match obj.pointer("/metadata/generateName").and_then(Value::as_str) {
+        if obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            match obj
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+            {
                 Some(g) if !g.is_empty() => {
                     obj["metadata"]["name"] = json!(format!("{g}{}", meta::random_suffix(5)));
                 }
@@ -231,7 +289,11 @@ impl Cluster {
                         &def.kind,
                         &def.group,
                         "",
-                        vec![Cause::new("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")],
+                        vec![Cause::new(
+                            "FieldValueRequired",
+                            "metadata.name",
+                            "Required value: name or generateName is required",
+                        )],
                     ));
                 }
             }
@@ -239,9 +301,14 @@ impl Cluster {
         let name = meta::name(&obj).to_string();
         if def.namespaced {
             if ns.is_empty() {
-                return Err(ApiError::bad_request("the namespace of the object must be set for a namespaced resource"));
+                return Err(ApiError::bad_request(
+                    "the namespace of the object must be set for a namespaced resource",
+                ));
             }
-            if st.get(&GroupResource::new("", "namespaces"), "", ns).is_none() {
+            if st
+                .get(&GroupResource::new("", "namespaces"), "", ns)
+                .is_none()
+            {
                 return Err(ApiError::not_found("", "namespaces", ns));
             }
             obj["metadata"]["namespace"] = json!(ns);
@@ -253,7 +320,9 @@ impl Cluster {
             return Err(ApiError::already_exists(&def.group, &def.plural, &name));
         }
         {
-            let m = obj["metadata"].as_object_mut().expect("metadata is an object");
+            let m = obj["metadata"]
+                .as_object_mut()
+                .expect("metadata is an object");
             m.insert("uid".into(), json!(meta::new_uid()));
             m.insert("creationTimestamp".into(), json!(meta::now()));
             m.insert("generation".into(), json!(1));
@@ -272,8 +341,21 @@ impl Cluster {
         match managed {
             Some(m) => obj["metadata"]["managedFields"] = m,
             None => {
-                let manager = if opts.manager.is_empty() { "unknown" } else { &opts.manager };
-                apply::track_update(None, &mut obj, manager, &def.api_version(version), Scope::Main { status_subresource: false }, None);
+                let manager = if opts.manager.is_empty() {
+                    "unknown"
+                } else {
+                    &opts.manager
+                };
+                apply::track_update(
+                    None,
+                    &mut obj,
+                    manager,
+                    &def.api_version(version),
+                    Scope::Main {
+                        status_subresource: false,
+                    },
+                    None,
+                );
             }
         }
         if opts.dry_run {
@@ -286,38 +368,76 @@ impl Cluster {
 
     fn validate(&self, def: &ResourceDef, version: &str, obj: &mut Value) -> ApiResult<()> {
         let mut causes = Vec::new();
-        if let Some(schema) = def.crd.as_ref().and_then(|m| m.get(version)).and_then(|v| v.schema.as_ref()) {
+        if let Some(schema) = def
+            .crd
+            .as_ref()
+            .and_then(|m| m.get(version))
+            .and_then(|v| v.schema.as_ref())
+        {
             causes.extend(schema::apply(obj, schema));
         }
         if def.group == "apiextensions.k8s.io" {
             causes.extend(defaults::validate_crd(obj));
         }
-        for (path, v) in [("metadata.labels", obj.pointer("/metadata/labels")), ("metadata.annotations", obj.pointer("/metadata/annotations"))] {
+        for (path, v) in [
+            ("metadata.labels", obj.pointer("/metadata/labels")),
+            ("metadata.annotations", obj.pointer("/metadata/annotations")),
+        ] {
             if let Some(m) = v.and_then(Value::as_object) {
                 for (k, val) in m {
                     if !val.is_string() {
-                        causes.push(Cause::new("FieldValueTypeInvalid", format!("{path}.{k}"), "Invalid value: must be a string"));
+                        causes.push(Cause::new(
+                            "FieldValueTypeInvalid",
+                            format!("{path}.{k}"),
+                            "Invalid value: must be a string",
+                        ));
                     }
                 }
             } else if v.is_some_and(|v| !v.is_null()) {
-                causes.push(Cause::new("FieldValueTypeInvalid", path, "Invalid value: must be a map of strings"));
+                causes.push(Cause::new(
+                    "FieldValueTypeInvalid",
+                    path,
+                    "Invalid value: must be a map of strings",
+                ));
             }
         }
         if causes.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::invalid(&def.kind_group(), &def.kind, &def.group, meta::name(obj), causes))
+            Err(ApiError::invalid(
+                &def.kind_group(),
+                &def.kind,
+                &def.group,
+                meta::name(obj),
+                causes,
+            ))
         }
     }
 
     /// Replace (PUT) of the main resource or the status subresource.
-    pub fn update(&self, def: &ResourceDef, version: &str, ns: &str, name: &str, body: Value, sub: Sub, opts: &WriteOpts) -> ApiResult<Value> {
+    pub fn update(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        name: &str,
+        body: Value,
+        sub: Sub,
+        opts: &WriteOpts,
+    ) -> ApiResult<Value> {
         if !body.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         }
-        let body_name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let body_name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !body_name.is_empty() && body_name != name {
-            return Err(ApiError::bad_request(format!("the name of the object ({body_name}) does not match the name on the URL ({name})")));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
         }
         let mut st = self.lock();
         let k = key(def, ns, name);
@@ -330,10 +450,21 @@ impl Cluster {
             }
             return Err(ApiError::not_found(&def.group, &def.plural, name));
         };
-        let want_rv = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
-        let have_rv = old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+        let want_rv = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let have_rv = old
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !want_rv.is_empty() && want_rv != have_rv {
-            return Err(ApiError::conflict(&def.group, &def.plural, name, "the object has been modified; please apply your changes to the latest version and try again"));
+            return Err(ApiError::conflict(
+                &def.group,
+                &def.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let new = convert::to_storage(def, body);
         self.commit(&mut st, def, version, k, &old, new, sub, opts, true)
@@ -341,7 +472,17 @@ impl Cluster {
 
     /// PATCH of every type, including server-side apply.
     #[allow(clippy::too_many_arguments)]
-    pub fn patch(&self, def: &ResourceDef, version: &str, ns: &str, name: &str, kind: PatchType, body: &[u8], sub: Sub, opts: &WriteOpts) -> ApiResult<Value> {
+    pub fn patch(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        name: &str,
+        kind: PatchType,
+        body: &[u8],
+        sub: Sub,
+        opts: &WriteOpts,
+    ) -> ApiResult<Value> {
         let mut st = self.lock();
         let k = key(def, ns, name);
         let old = st.get(&k.gr, &k.namespace, name).cloned();
@@ -356,41 +497,82 @@ impl Cluster {
         if !served.is_object() {
             return Err(ApiError::bad_request("the patch produced a non-object"));
         }
-        let want_rv = served.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
-        let have_rv = old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+        let want_rv = served
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let have_rv = old
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !want_rv.is_empty() && want_rv != have_rv {
-            return Err(ApiError::conflict(&def.group, &def.plural, name, "the object has been modified; please apply your changes to the latest version and try again"));
+            return Err(ApiError::conflict(
+                &def.group,
+                &def.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let patched_name = meta::name(&served);
         if patched_name != name {
-            return Err(ApiError::bad_request(format!("the name of the object ({patched_name}) does not match the name on the URL ({name})")));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({patched_name}) does not match the name on the URL ({name})"
+            )));
         }
         let new = convert::to_storage(def, served);
         self.commit(&mut st, def, version, k, &old, new, sub, opts, true)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn apply_locked(&self, st: &mut Store, def: &ResourceDef, version: &str, ns: &str, name: &str, k: ObjKey, old: Option<Value>, body: &[u8], sub: Sub, opts: &WriteOpts) -> ApiResult<Value> {
+    fn apply_locked(
+        &self,
+        st: &mut Store,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        name: &str,
+        k: ObjKey,
+        old: Option<Value>,
+        body: &[u8],
+        sub: Sub,
+        opts: &WriteOpts,
+    ) -> ApiResult<Value> {
         if opts.manager.is_empty() {
-            return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
         }
-        let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("apply body is not UTF-8"))?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("apply body is not UTF-8"))?;
         let config: Value = serde_json::from_str(text)
             .or_else(|_| serde_saphyr::from_str(text))
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         if !config.is_object() {
-            return Err(ApiError::bad_request("apply configuration must be an object"));
+            return Err(ApiError::bad_request(
+                "apply configuration must be an object",
+            ));
         }
         let cfg_name = meta::name(&config);
         if cfg_name != name {
-            return Err(ApiError::bad_request(format!("the name of the object ({cfg_name}) does not match the name on the URL ({name})")));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
+            )));
         }
-        let want_kind = config.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let want_kind = config
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if want_kind != def.kind {
-            return Err(ApiError::bad_request(format!("apply configuration kind {want_kind:?} does not match {}", def.kind)));
+            return Err(ApiError::bad_request(format!(
+                "apply configuration kind {want_kind:?} does not match {}",
+                def.kind
+            )));
         }
         let scope = match sub {
-            Sub::Main => Scope::Main { status_subresource: def.status },
+            Sub::Main => Scope::Main {
+                status_subresource: def.status,
+            },
             Sub::Status => Scope::Status,
         };
         let subresource = (sub == Sub::Status).then_some("status");
@@ -400,23 +582,61 @@ impl Cluster {
                 return Err(ApiError::not_found(&def.group, &def.plural, name));
             }
             // Create-on-apply: start from an empty object that carries the identity.
-            let empty = json!({"apiVersion": api_version, "kind": def.kind, "metadata": {"name": name}});
-            let merged = apply::apply(ApplyRequest { live: &empty, config: &config, manager: &opts.manager, api_version: &api_version, force: opts.force, scope, subresource })
-                .map_err(|c| ApiError::apply_conflict(&def.group, &def.plural, name, c))?;
+            let empty =
+                json!({"apiVersion": api_version, "kind": def.kind, "metadata": {"name": name}});
+            let merged = apply::apply(ApplyRequest {
+                live: &empty,
+                config: &config,
+                manager: &opts.manager,
+                api_version: &api_version,
+                force: opts.force,
+                scope,
+                subresource,
+            })
+            .map_err(|c| ApiError::apply_conflict(&def.group, &def.plural, name, c))?;
             let managed = merged.pointer("/metadata/managedFields").cloned();
             let _ = k;
             return self.create_locked(st, def, version, ns, merged, opts, managed);
         };
         let live = convert::from_storage(def, version, &old);
-        let merged = apply::apply(ApplyRequest { live: &live, config: &config, manager: &opts.manager, api_version: &api_version, force: opts.force, scope, subresource })
-            .map_err(|c| ApiError::apply_conflict(&def.group, &def.plural, name, c))?;
-        self.commit(st, def, version, k, &old, convert::to_storage(def, merged), sub, opts, false)
+        let merged = apply::apply(ApplyRequest {
+            live: &live,
+            config: &config,
+            manager: &opts.manager,
+            api_version: &api_version,
+            force: opts.force,
+            scope,
+            subresource,
+        })
+        .map_err(|c| ApiError::apply_conflict(&def.group, &def.plural, name, c))?;
+        self.commit(
+            st,
+            def,
+            version,
+            k,
+            &old,
+            convert::to_storage(def, merged),
+            sub,
+            opts,
+            false,
+        )
     }
 
     /// Shared tail of update/patch/apply: subresource carving, immutable metadata,
     /// defaults, validation, generation, managedFields, finalizer completion, store.
     #[allow(clippy::too_many_arguments)]
-    fn commit(&self, st: &mut Store, def: &ResourceDef, version: &str, k: ObjKey, old: &Value, mut new: Value, sub: Sub, opts: &WriteOpts, track: bool) -> ApiResult<Value> {
+    fn commit(
+        &self,
+        st: &mut Store,
+        def: &ResourceDef,
+        version: &str,
+        k: ObjKey,
+        old: &Value,
+        mut new: Value,
+        sub: Sub,
+        opts: &WriteOpts,
+        track: bool,
+    ) -> ApiResult<Value> {
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
         }
@@ -441,8 +661,17 @@ impl Cluster {
             Sub::Main => {}
         }
         {
-            let m = new["metadata"].as_object_mut().expect("metadata is an object");
-            for f in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "generation"] {
+            let m = new["metadata"]
+                .as_object_mut()
+                .expect("metadata is an object");
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "namespace",
+                "name",
+                "deletionTimestamp",
+                "generation",
+            ] {
                 match old["metadata"].get(f) {
                     Some(v) => m.insert(f.to_string(), v.clone()),
                     None => m.remove(f),
@@ -452,17 +681,33 @@ impl Cluster {
         defaults::apply(def, &mut new, Some(old), &self.ips);
         self.validate(def, version, &mut new)?;
         if spec_part(&new) != spec_part(old) {
-            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             new["metadata"]["generation"] = json!(g + 1);
         }
         if track {
             let scope = match sub {
-                Sub::Main => Scope::Main { status_subresource: def.status },
+                Sub::Main => Scope::Main {
+                    status_subresource: def.status,
+                },
                 Sub::Status => Scope::Status,
             };
             let subresource = (sub == Sub::Status).then_some("status");
-            let manager = if opts.manager.is_empty() { "unknown" } else { &opts.manager };
-            apply::track_update(Some(old), &mut new, manager, &def.api_version(version), scope, subresource);
+            let manager = if opts.manager.is_empty() {
+                "unknown"
+            } else {
+                &opts.manager
+            };
+            apply::track_update(
+                Some(old),
+                &mut new,
+                manager,
+                &def.api_version(version),
+                scope,
+                subresource,
+            );
         }
         if content(&new) == content(old) {
             // A no-op write changes nothing: no new resourceVersion, no watch event.
@@ -472,7 +717,10 @@ impl Cluster {
             return Ok(convert::from_storage(def, version, &new));
         }
         let finalizing = new.pointer("/metadata/deletionTimestamp").is_some()
-            && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
+            && new
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty);
         if finalizing {
             let removed = self.remove_locked(st, def, &k, Propagation::Background);
             return Ok(convert::from_storage(def, version, &removed.unwrap_or(new)));
@@ -490,26 +738,52 @@ impl Cluster {
 
     // ----- delete and garbage collection ---------------------------------------------
 
-    pub fn delete(&self, def: &ResourceDef, version: &str, ns: &str, name: &str, opts: &DeleteOpts) -> ApiResult<Value> {
+    pub fn delete(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Value> {
         let mut st = self.lock();
         let k = key(def, ns, name);
         let Some(obj) = st.get(&k.gr, &k.namespace, name).cloned() else {
             return Err(ApiError::not_found(&def.group, &def.plural, name));
         };
         if let Some(rv) = &opts.precondition_rv
-            && obj.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv.as_str())
+            && obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                != Some(rv.as_str())
         {
-            return Err(ApiError::conflict(&def.group, &def.plural, name, "the object has been modified; please apply your changes to the latest version and try again"));
+            return Err(ApiError::conflict(
+                &def.group,
+                &def.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         if let Some(uid) = &opts.precondition_uid
             && meta::uid(&obj) != uid
         {
-            return Err(ApiError::conflict(&def.group, &def.plural, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(&obj))));
+            return Err(ApiError::conflict(
+                &def.group,
+                &def.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta::uid(&obj)
+                ),
+            ));
         }
         if opts.dry_run {
             return Ok(convert::from_storage(def, version, &obj));
         }
-        let has_finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        let has_finalizers = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
         if has_finalizers {
             if obj.pointer("/metadata/deletionTimestamp").is_some() {
                 return Ok(convert::from_storage(def, version, &obj));
@@ -520,13 +794,23 @@ impl Cluster {
             let stored = st.put(k, marked);
             return Ok(convert::from_storage(def, version, &stored));
         }
-        let removed = self.remove_locked(&mut st, def, &k, opts.propagation).unwrap_or(obj);
+        let removed = self
+            .remove_locked(&mut st, def, &k, opts.propagation)
+            .unwrap_or(obj);
         Ok(convert::from_storage(def, version, &removed))
     }
 
     /// Removes an object and handles its dependents per the propagation policy.
-    fn remove_locked(&self, st: &mut Store, def: &ResourceDef, k: &ObjKey, propagation: Propagation) -> Option<Value> {
-        let uid = st.get(&k.gr, &k.namespace, &k.name).map(|o| meta::uid(o).to_string())?;
+    fn remove_locked(
+        &self,
+        st: &mut Store,
+        def: &ResourceDef,
+        k: &ObjKey,
+        propagation: Propagation,
+    ) -> Option<Value> {
+        let uid = st
+            .get(&k.gr, &k.namespace, &k.name)
+            .map(|o| meta::uid(o).to_string())?;
         if propagation == Propagation::Foreground {
             self.collect_dependents(st, &uid, Propagation::Foreground);
         }
@@ -548,11 +832,18 @@ impl Cluster {
 
     fn collect_dependents(&self, st: &mut Store, owner_uid: &str, propagation: Propagation) {
         for dep in st.dependents(owner_uid) {
-            let Some(obj) = st.get(&dep.gr, &dep.namespace, &dep.name).cloned() else { continue };
-            let Some(ddef) = st.registry.get(&dep.gr) else { continue };
+            let Some(obj) = st.get(&dep.gr, &dep.namespace, &dep.name).cloned() else {
+                continue;
+            };
+            let Some(ddef) = st.registry.get(&dep.gr) else {
+                continue;
+            };
             if propagation == Propagation::Orphan {
                 let mut o = obj;
-                if let Some(refs) = o.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+                if let Some(refs) = o
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                {
                     refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
                 }
                 st.put(dep, o);
@@ -569,7 +860,10 @@ impl Cluster {
             if other_owners_alive {
                 continue;
             }
-            let has_finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+            let has_finalizers = obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
             if has_finalizers {
                 if obj.pointer("/metadata/deletionTimestamp").is_none() {
                     let mut o = obj;
@@ -583,20 +877,37 @@ impl Cluster {
     }
 
     fn uid_exists(&self, st: &Store, owner_ref: &Value, ns: &str) -> bool {
-        let uid = owner_ref.get("uid").and_then(Value::as_str).unwrap_or_default();
-        let kind = owner_ref.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let api_version = owner_ref.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let uid = owner_ref
+            .get("uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = owner_ref
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let api_version = owner_ref
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        let name = owner_ref.get("name").and_then(Value::as_str).unwrap_or_default();
+        let name = owner_ref
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         st.registry.find_kind(group, kind).into_iter().any(|d| {
             let ns = if d.namespaced { ns } else { "" };
-            st.get(&d.storage, ns, name).is_some_and(|o| meta::uid(o) == uid)
+            st.get(&d.storage, ns, name)
+                .is_some_and(|o| meta::uid(o) == uid)
         })
     }
 
     fn purge_namespace(&self, st: &mut Store, ns: &str) {
-        let defs: Vec<Arc<ResourceDef>> =
-            st.registry.all().into_iter().filter(|d| d.namespaced && d.storage == d.gr()).collect();
+        let defs: Vec<Arc<ResourceDef>> = st
+            .registry
+            .all()
+            .into_iter()
+            .filter(|d| d.namespaced && d.storage == d.gr())
+            .collect();
         for d in defs {
             let keys: Vec<ObjKey> = st
                 .iter(&d.storage, Some(ns))
@@ -608,8 +919,26 @@ impl Cluster {
         }
     }
 
-    pub fn delete_collection(&self, def: &ResourceDef, version: &str, ns: Option<&str>, list: &ListOpts, opts: &DeleteOpts) -> ApiResult<Vec<Value>> {
-        let items = self.list(def, version, ns, &ListOpts { limit: None, continue_token: None, ..list.clone() })?.items;
+    pub fn delete_collection(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: Option<&str>,
+        list: &ListOpts,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Vec<Value>> {
+        let items = self
+            .list(
+                def,
+                version,
+                ns,
+                &ListOpts {
+                    limit: None,
+                    continue_token: None,
+                    ..list.clone()
+                },
+            )?
+            .items;
         let mut out = Vec::new();
         for it in items {
             match self.delete(def, version, meta::namespace(&it), meta::name(&it), opts) {
@@ -623,15 +952,32 @@ impl Cluster {
 
     // ----- scale subresource -----------------------------------------------------------
 
-    pub fn get_scale(&self, def: &ResourceDef, version: &str, ns: &str, name: &str) -> ApiResult<Value> {
-        let paths = def.scale.as_ref().ok_or_else(|| ApiError::not_found_path(&format!("{}/scale", def.plural)))?;
+    pub fn get_scale(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        name: &str,
+    ) -> ApiResult<Value> {
+        let paths = def
+            .scale
+            .as_ref()
+            .ok_or_else(|| ApiError::not_found_path(&format!("{}/scale", def.plural)))?;
         let obj = self.get(def, version, ns, name)?;
-        let spec = jsonpath::first(&obj, &paths.spec_replicas).and_then(Value::as_i64).unwrap_or(0);
-        let status = jsonpath::first(&obj, &paths.status_replicas).and_then(Value::as_i64).unwrap_or(0);
-        let selector = paths.label_selector.as_ref().and_then(|p| jsonpath::first(&obj, p)).map(|s| match s {
-            Value::String(x) => x.clone(),
-            other => LabelSelector::from_object(other).to_query(),
-        });
+        let spec = jsonpath::first(&obj, &paths.spec_replicas)
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let status = jsonpath::first(&obj, &paths.status_replicas)
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let selector = paths
+            .label_selector
+            .as_ref()
+            .and_then(|p| jsonpath::first(&obj, p))
+            .map(|s| match s {
+                Value::String(x) => x.clone(),
+                other => LabelSelector::from_object(other).to_query(),
+            });
         let mut status_obj = json!({"replicas": status});
         if let Some(s) = selector {
             status_obj["selector"] = json!(s);
@@ -647,14 +993,47 @@ impl Cluster {
     }
 
     /// Writes a Scale: `patch` is applied to the current Scale (or replaces it for PUT).
-    pub fn update_scale(&self, def: &ResourceDef, version: &str, ns: &str, name: &str, new_scale: Value, opts: &WriteOpts) -> ApiResult<Value> {
-        let paths = def.scale.clone().ok_or_else(|| ApiError::not_found_path(&format!("{}/scale", def.plural)))?;
+    pub fn update_scale(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        name: &str,
+        new_scale: Value,
+        opts: &WriteOpts,
+    ) -> ApiResult<Value> {
+        let paths = def
+            .scale
+            .clone()
+            .ok_or_else(|| ApiError::not_found_path(&format!("{}/scale", def.plural)))?;
         let replicas = new_scale
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)
-            .ok_or_else(|| ApiError::invalid("Scale.autoscaling", "Scale", "autoscaling", name, vec![Cause::new("FieldValueRequired", "spec.replicas", "Required value")]))?;
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "Scale.autoscaling",
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    vec![Cause::new(
+                        "FieldValueRequired",
+                        "spec.replicas",
+                        "Required value",
+                    )],
+                )
+            })?;
         if replicas < 0 {
-            return Err(ApiError::invalid("Scale.autoscaling", "Scale", "autoscaling", name, vec![Cause::new("FieldValueInvalid", "spec.replicas", format!("Invalid value: {replicas}: must be greater than or equal to 0"))]));
+            return Err(ApiError::invalid(
+                "Scale.autoscaling",
+                "Scale",
+                "autoscaling",
+                name,
+                vec![Cause::new(
+                    "FieldValueInvalid",
+                    "spec.replicas",
+                    format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                )],
+            ));
         }
         {
             let mut st = self.lock();
@@ -662,9 +1041,22 @@ impl Cluster {
             let Some(old) = st.get(&k.gr, &k.namespace, name).cloned() else {
                 return Err(ApiError::not_found(&def.group, &def.plural, name));
             };
-            let want_rv = new_scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
-            if !want_rv.is_empty() && old.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(want_rv) {
-                return Err(ApiError::conflict(&def.group, &def.plural, name, "the object has been modified; please apply your changes to the latest version and try again"));
+            let want_rv = new_scale
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !want_rv.is_empty()
+                && old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    != Some(want_rv)
+            {
+                return Err(ApiError::conflict(
+                    &def.group,
+                    &def.plural,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
             }
             let mut new = old.clone();
             jsonpath::set(&mut new, &paths.spec_replicas, json!(replicas));

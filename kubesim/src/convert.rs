@@ -19,20 +19,46 @@ fn mv(from: &mut Map<String, Value>, to: &mut Map<String, Value>, a: &str, b: &s
 /// Served shape -> stored shape.
 pub fn to_storage(def: &ResourceDef, mut obj: Value) -> Value {
     if is_events_v1(def) {
-        let Value::Object(mut src) = obj else { return obj };
+        let Value::Object(mut src) = obj else {
+            return obj;
+        };
         let mut out = Map::new();
-        for k in ["metadata", "reason", "type", "eventTime", "series", "action", "related", "reportingInstance"] {
+        for k in [
+            "metadata",
+            "reason",
+            "type",
+            "eventTime",
+            "series",
+            "action",
+            "related",
+            "reportingInstance",
+        ] {
             mv(&mut src, &mut out, k, k);
         }
         mv(&mut src, &mut out, "regarding", "involvedObject");
         mv(&mut src, &mut out, "note", "message");
-        mv(&mut src, &mut out, "reportingController", "reportingComponent");
-        mv(&mut src, &mut out, "deprecatedFirstTimestamp", "firstTimestamp");
-        mv(&mut src, &mut out, "deprecatedLastTimestamp", "lastTimestamp");
+        mv(
+            &mut src,
+            &mut out,
+            "reportingController",
+            "reportingComponent",
+        );
+        mv(
+            &mut src,
+            &mut out,
+            "deprecatedFirstTimestamp",
+            "firstTimestamp",
+        );
+        mv(
+            &mut src,
+            &mut out,
+            "deprecatedLastTimestamp",
+            "lastTimestamp",
+        );
         mv(&mut src, &mut out, "deprecatedCount", "count");
-        let source = src
-            .remove("deprecatedSource")
-            .unwrap_or_else(|| json!({"component": out.get("reportingComponent").cloned().unwrap_or(Value::Null)}));
+        let source = src.remove("deprecatedSource").unwrap_or_else(
+            || json!({"component": out.get("reportingComponent").cloned().unwrap_or(Value::Null)}),
+        );
         out.insert("source".into(), source);
         out.insert("apiVersion".into(), json!("v1"));
         out.insert("kind".into(), json!("Event"));
@@ -46,16 +72,42 @@ pub fn to_storage(def: &ResourceDef, mut obj: Value) -> Value {
 /// Stored shape -> the shape of `version` of `def`.
 pub fn from_storage(def: &ResourceDef, version: &str, obj: &Value) -> Value {
     if is_events_v1(def) {
-        let Value::Object(mut src) = obj.clone() else { return obj.clone() };
+        let Value::Object(mut src) = obj.clone() else {
+            return obj.clone();
+        };
         let mut out = Map::new();
-        for k in ["metadata", "reason", "type", "eventTime", "series", "action", "related", "reportingInstance"] {
+        for k in [
+            "metadata",
+            "reason",
+            "type",
+            "eventTime",
+            "series",
+            "action",
+            "related",
+            "reportingInstance",
+        ] {
             mv(&mut src, &mut out, k, k);
         }
         mv(&mut src, &mut out, "involvedObject", "regarding");
         mv(&mut src, &mut out, "message", "note");
-        mv(&mut src, &mut out, "reportingComponent", "reportingController");
-        mv(&mut src, &mut out, "firstTimestamp", "deprecatedFirstTimestamp");
-        mv(&mut src, &mut out, "lastTimestamp", "deprecatedLastTimestamp");
+        mv(
+            &mut src,
+            &mut out,
+            "reportingComponent",
+            "reportingController",
+        );
+        mv(
+            &mut src,
+            &mut out,
+            "firstTimestamp",
+            "deprecatedFirstTimestamp",
+        );
+        mv(
+            &mut src,
+            &mut out,
+            "lastTimestamp",
+            "deprecatedLastTimestamp",
+        );
         mv(&mut src, &mut out, "count", "deprecatedCount");
         mv(&mut src, &mut out, "source", "deprecatedSource");
         if !out.contains_key("eventTime") {

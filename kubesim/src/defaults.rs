@@ -17,7 +17,10 @@ pub struct IpAllocator {
 
 impl Default for IpAllocator {
     fn default() -> Self {
-        IpAllocator { next_service: AtomicU32::new(10), next_pod: AtomicU32::new(2) }
+        IpAllocator {
+            next_service: AtomicU32::new(10),
+            next_pod: AtomicU32::new(2),
+        }
     }
 }
 
@@ -49,9 +52,12 @@ pub fn apply(def: &ResourceDef, obj: &mut Value, old: Option<&Value>, ips: &IpAl
                 obj["type"] = json!("Opaque");
             }
             // stringData is write-only: merged into base64 data, as the apiserver does.
-            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
                 for (k, v) in sd {
-                    let enc = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+                    let enc = base64::engine::general_purpose::STANDARD
+                        .encode(v.as_str().unwrap_or_default());
                     obj["data"][k] = json!(enc);
                 }
             }
@@ -91,7 +97,13 @@ fn service(obj: &mut Value, old: Option<&Value>, ips: &IpAllocator) {
         spec["sessionAffinity"] = json!("None");
     }
     let external = spec["type"] == "ExternalName";
-    if spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default().is_empty() && !external {
+    if spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .is_empty()
+        && !external
+    {
         // clusterIP is immutable: keep the allocated one across replaces and applies.
         let ip = old
             .and_then(|o| o.pointer("/spec/clusterIP").cloned())
@@ -102,7 +114,12 @@ fn service(obj: &mut Value, old: Option<&Value>, ips: &IpAllocator) {
         spec["ipFamilyPolicy"] = json!("SingleStack");
         spec["internalTrafficPolicy"] = json!("Cluster");
     }
-    for p in spec.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
+    for p in spec
+        .get_mut("ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
         if p.get("protocol").is_none() {
             p["protocol"] = json!("TCP");
         }
@@ -129,9 +146,14 @@ fn job(obj: &mut Value, old: Option<&Value>) {
     }
     if old.is_none() && spec.get("selector").is_none() {
         // The Job controller's selector is generated from the Job's uid.
-        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+        let uid = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let name = crate::meta::name(obj).to_string();
-        obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        obj["spec"]["selector"] =
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
         let labels = &mut obj["spec"]["template"]["metadata"]["labels"];
         labels["batch.kubernetes.io/controller-uid"] = json!(uid);
         labels["controller-uid"] = json!(uid);
@@ -141,7 +163,10 @@ fn job(obj: &mut Value, old: Option<&Value>) {
 }
 
 fn crd(obj: &mut Value) {
-    let names = obj.pointer("/spec/names").cloned().unwrap_or_else(|| json!({}));
+    let names = obj
+        .pointer("/spec/names")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let mut accepted = names.clone();
     if accepted.get("singular").is_none()
         && let Some(k) = names.get("kind").and_then(Value::as_str)
@@ -175,16 +200,39 @@ fn crd(obj: &mut Value) {
 /// Checks a CRD the way apiextensions does for the fields kubesim relies on.
 pub fn validate_crd(obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
-    let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-    let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+    let group = obj
+        .pointer("/spec/group")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let plural = obj
+        .pointer("/spec/names/plural")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if group.is_empty() {
-        out.push(Cause::new("FieldValueRequired", "spec.group", "Required value"));
+        out.push(Cause::new(
+            "FieldValueRequired",
+            "spec.group",
+            "Required value",
+        ));
     }
     if plural.is_empty() {
-        out.push(Cause::new("FieldValueRequired", "spec.names.plural", "Required value"));
+        out.push(Cause::new(
+            "FieldValueRequired",
+            "spec.names.plural",
+            "Required value",
+        ));
     }
-    if obj.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default().is_empty() {
-        out.push(Cause::new("FieldValueRequired", "spec.names.kind", "Required value"));
+    if obj
+        .pointer("/spec/names/kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        out.push(Cause::new(
+            "FieldValueRequired",
+            "spec.names.kind",
+            "Required value",
+        ));
     }
     let name = crate::meta::name(obj);
     if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
@@ -194,13 +242,28 @@ pub fn validate_crd(obj: &Value) -> Vec<Cause> {
             format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"),
         ));
     }
-    let versions = obj.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
-    let storage = versions.iter().filter(|v| v.get("storage") == Some(&json!(true))).count();
+    let versions = obj
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let storage = versions
+        .iter()
+        .filter(|v| v.get("storage") == Some(&json!(true)))
+        .count();
     if storage != 1 {
         out.push(Cause::new(
             "FieldValueInvalid",
             "spec.versions",
-            format!("Invalid value: {}: must have exactly one version marked as storage version", json!(versions.iter().filter_map(|v| v.get("name")).collect::<Vec<_>>())),
+            format!(
+                "Invalid value: {}: must have exactly one version marked as storage version",
+                json!(
+                    versions
+                        .iter()
+                        .filter_map(|v| v.get("name"))
+                        .collect::<Vec<_>>()
+                )
+            ),
         ));
     }
     out

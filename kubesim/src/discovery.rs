@@ -62,7 +62,16 @@ pub fn api_group(reg: &Registry, g: &str) -> Option<Value> {
     Some(v)
 }
 
-const ALL_VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const ALL_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn resource_entries(def: &ResourceDef) -> Vec<Value> {
     let mut out = vec![json!({
@@ -99,7 +108,13 @@ fn resource_entries(def: &ResourceDef) -> Vec<Value> {
 pub fn resource_list(reg: &Registry, g: &str, v: &str) -> Option<Value> {
     let all = reg.by_group_version();
     let defs = all.get(g)?.get(v)?;
-    let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+    let gv = if g.is_empty() {
+        v.to_string()
+    } else {
+        format!("{g}/{v}")
+    };
     let resources: Vec<Value> = defs.iter().flat_map(|d| resource_entries(d)).collect();
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }

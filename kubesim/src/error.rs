@@ -95,7 +95,10 @@ impl ApiError {
     /// Server-side apply conflicts: message and causes shaped like the apiserver's
     /// (`conflict with "manager" using v1: .spec.replicas`).
     pub fn apply_conflict(group: &str, resource: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let listed: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.message, c.field)).collect();
+        let listed: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.message, c.field))
+            .collect();
         let mut e = Self::base(
             409,
             "Conflict",
@@ -112,7 +115,13 @@ impl ApiError {
     }
 
     /// 422 with field causes; `kind_group` is e.g. `BlueGreenRelease.bluegreen.dev`.
-    pub fn invalid(kind_group: &str, kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
+    pub fn invalid(
+        kind_group: &str,
+        kind: &str,
+        group: &str,
+        name: &str,
+        causes: Vec<Cause>,
+    ) -> Self {
         let rendered: Vec<String> = causes
             .iter()
             .map(|c| {
@@ -152,7 +161,9 @@ impl ApiError {
         Self::base(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
         )
     }
 
@@ -207,7 +218,9 @@ impl ApiError {
                 Value::Array(
                     self.causes
                         .iter()
-                        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                        .map(
+                            |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),
+                        )
                         .collect(),
                 ),
             );

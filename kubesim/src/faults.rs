@@ -58,7 +58,10 @@ pub struct RequestInfo {
 
 impl RequestInfo {
     fn is_write(&self) -> bool {
-        matches!(self.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection")
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
     }
 }
 
@@ -127,7 +130,11 @@ impl Fault {
     pub fn fail(verb: &str, resource: &str, code: u16) -> Self {
         Fault {
             fail_write: Some(FailWrite {
-                matcher: Matcher { verb: Some(verb.into()), resource: Some(resource.into()), ..Default::default() },
+                matcher: Matcher {
+                    verb: Some(verb.into()),
+                    resource: Some(resource.into()),
+                    ..Default::default()
+                },
                 nth: 1,
                 count: 1,
                 code,
@@ -138,11 +145,17 @@ impl Fault {
     }
 
     pub fn close_watches() -> Self {
-        Fault { close_watches: true, ..Default::default() }
+        Fault {
+            close_watches: true,
+            ..Default::default()
+        }
     }
 
     pub fn expire_resource_versions() -> Self {
-        Fault { expire_resource_versions: true, ..Default::default() }
+        Fault {
+            expire_resource_versions: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -175,7 +188,10 @@ impl Faults {
     pub fn add(&self, f: &Fault) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(fw) = &f.fail_write {
-            g.0.push(FailRule { rule: fw.clone(), seen: 0 });
+            g.0.push(FailRule {
+                rule: fw.clone(),
+                seen: 0,
+            });
         }
         if let Some(ms) = f.latency_ms {
             g.1.push(LatencyRule {
@@ -211,7 +227,9 @@ impl Faults {
             }
             f.seen += 1;
             if f.seen >= f.rule.nth && f.seen < f.rule.nth + f.rule.count && v.fail.is_none() {
-                let msg = f.rule.message.clone().unwrap_or_else(|| format!("kubesim injected fault: {} {}", r.verb, r.resource));
+                let msg = f.rule.message.clone().unwrap_or_else(|| {
+                    format!("kubesim injected fault: {} {}", r.verb, r.resource)
+                });
                 v.fail = Some((f.rule.code, msg));
             }
         }
@@ -228,12 +246,23 @@ mod tests {
     #[test]
     fn nth_and_count() {
         let faults = Faults::default();
-        let f: Fault = serde_json::from_str(r#"{"failWrite":{"verb":"patch","resource":"services","nth":2,"count":2,"code":503}}"#).unwrap();
+        let f: Fault = serde_json::from_str(
+            r#"{"failWrite":{"verb":"patch","resource":"services","nth":2,"count":2,"code":503}}"#,
+        )
+        .unwrap();
         faults.add(&f);
-        let req = RequestInfo { verb: "patch".into(), resource: "services".into(), ..Default::default() };
+        let req = RequestInfo {
+            verb: "patch".into(),
+            resource: "services".into(),
+            ..Default::default()
+        };
         let got: Vec<bool> = (0..5).map(|_| faults.check(&req).fail.is_some()).collect();
         assert_eq!(got, vec![false, true, true, false, false]);
-        let get = RequestInfo { verb: "get".into(), resource: "services".into(), ..Default::default() };
+        let get = RequestInfo {
+            verb: "get".into(),
+            resource: "services".into(),
+            ..Default::default()
+        };
         assert!(faults.check(&get).fail.is_none());
     }
 }

@@ -36,8 +36,17 @@ fn parse(path: &str) -> Option<Vec<Seg>> {
                     Seg::All
                 } else if let Some(f) = inner.strip_prefix("?(").and_then(|x| x.strip_suffix(')')) {
                     let (lhs, rhs) = f.split_once("==")?;
-                    let field: Vec<String> = lhs.trim().trim_start_matches('@').trim_start_matches('.').split('.').map(str::to_string).collect();
-                    Seg::Filter(field, rhs.trim().trim_matches('"').trim_matches('\'').to_string())
+                    let field: Vec<String> = lhs
+                        .trim()
+                        .trim_start_matches('@')
+                        .trim_start_matches('.')
+                        .split('.')
+                        .map(str::to_string)
+                        .collect();
+                    Seg::Filter(
+                        field,
+                        rhs.trim().trim_matches('"').trim_matches('\'').to_string(),
+                    )
                 } else if inner.starts_with('\'') || inner.starts_with('"') {
                     Seg::Field(inner.trim_matches('\'').trim_matches('"').to_string())
                 } else {
@@ -76,7 +85,9 @@ fn find_close(p: &str, open: usize) -> Option<usize> {
 
 /// All values the path selects, in document order.
 pub fn eval<'a>(v: &'a Value, path: &str) -> Vec<&'a Value> {
-    let Some(segs) = parse(path) else { return Vec::new() };
+    let Some(segs) = parse(path) else {
+        return Vec::new();
+    };
     let mut cur = vec![v];
     for seg in &segs {
         let mut next = Vec::new();
@@ -130,7 +141,9 @@ pub fn set(v: &mut Value, path: &str, value: Value) {
             m.insert(f.clone(), value);
             return;
         }
-        cur = m.entry(f.clone()).or_insert_with(|| Value::Object(Default::default()));
+        cur = m
+            .entry(f.clone())
+            .or_insert_with(|| Value::Object(Default::default()));
     }
 }
 
@@ -143,7 +156,10 @@ mod tests {
     fn evaluates_printer_column_paths() {
         let v = json!({"status": {"conditions": [{"type": "Other", "status": "x"}, {"type": "Ready", "status": "True"}]},
                        "spec": {"containers": [{"image": "a"}]}});
-        assert_eq!(first(&v, ".status.conditions[?(@.type==\"Ready\")].status"), Some(&json!("True")));
+        assert_eq!(
+            first(&v, ".status.conditions[?(@.type==\"Ready\")].status"),
+            Some(&json!("True"))
+        );
         assert_eq!(first(&v, ".spec.containers[0].image"), Some(&json!("a")));
         assert_eq!(first(&v, ".spec.missing"), None);
         let mut w = json!({});

@@ -31,11 +31,22 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "kubesim=info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "kubesim=info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve { addr, kubeconfig, watch_history } = Cli::parse().command;
-    let server = kubesim::Server::builder().addr(addr).watch_history(watch_history).start().await?;
+    let Command::Serve {
+        addr,
+        kubeconfig,
+        watch_history,
+    } = Cli::parse().command;
+    let server = kubesim::Server::builder()
+        .addr(addr)
+        .watch_history(watch_history)
+        .start()
+        .await?;
     if let Some(path) = &kubeconfig {
         server.write_kubeconfig(path)?;
     }

@@ -20,9 +20,9 @@ impl PatchType {
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/json-patch+json" => Some(PatchType::Json),
             "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" | "application/apply-patch+cbor" => {
-                Some(PatchType::Apply)
-            }
+            "application/apply-patch+yaml"
+            | "application/apply-patch+json"
+            | "application/apply-patch+cbor" => Some(PatchType::Apply),
             _ => None,
         }
     }
@@ -32,7 +32,12 @@ impl PatchType {
 /// apply, as declared by `patchMergeKey` on the built-in Go types.
 pub fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
         | "smokeTests" => Some("name"),
         "ports" => {
             if items.iter().any(|i| i.get("containerPort").is_some()) {
@@ -62,13 +67,18 @@ pub fn apply_patch(target: &mut Value, kind: PatchType, body: &[u8]) -> Result<(
                 .map_err(|e| ApiError::bad_request(format!("error decoding json patch: {e}")))?;
             // A failed `test` op or a bad path is a 422 on a real apiserver.
             json_patch::patch(target, &p).map_err(|e| {
-                ApiError::injected(422, format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::injected(
+                    422,
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             })?;
         }
         PatchType::Strategic => {
             let p: Value = parse_json(body)?;
             if !p.is_object() {
-                return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "strategic merge patch must be a JSON object",
+                ));
             }
             strategic_merge(target, &p);
         }
@@ -78,7 +88,8 @@ pub fn apply_patch(target: &mut Value, kind: PatchType, body: &[u8]) -> Result<(
 }
 
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
 }
 
 /// Strategic merge: maps merge recursively, `null` deletes, lists with a known merge

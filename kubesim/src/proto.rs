@@ -54,7 +54,10 @@ fn fields(buf: &[u8]) -> Result<Vec<(u64, Field<'_>)>, ApiError> {
             }
             2 => {
                 let len = varint(buf, &mut pos)? as usize;
-                let end = pos.checked_add(len).filter(|e| *e <= buf.len()).ok_or_else(|| bad("truncated field"))?;
+                let end = pos
+                    .checked_add(len)
+                    .filter(|e| *e <= buf.len())
+                    .ok_or_else(|| bad("truncated field"))?;
                 let b = &buf[pos..end];
                 pos = end;
                 Field::Bytes(b)
@@ -132,7 +135,10 @@ fn object_meta(b: &[u8]) -> Result<Value, ApiError> {
                 if !m["finalizers"].is_array() {
                     m["finalizers"] = json!([]);
                 }
-                m["finalizers"].as_array_mut().expect("array").push(json!(string(x)?));
+                m["finalizers"]
+                    .as_array_mut()
+                    .expect("array")
+                    .push(json!(string(x)?));
             }
             _ => {}
         }
@@ -178,7 +184,9 @@ fn delete_options(b: &[u8]) -> Result<Value, ApiError> {
                 for (pn, pf) in fields(x)? {
                     match (pn, pf) {
                         (1, Field::Bytes(y)) => o["preconditions"]["uid"] = json!(string(y)?),
-                        (2, Field::Bytes(y)) => o["preconditions"]["resourceVersion"] = json!(string(y)?),
+                        (2, Field::Bytes(y)) => {
+                            o["preconditions"]["resourceVersion"] = json!(string(y)?)
+                        }
                         _ => {}
                     }
                 }
@@ -189,7 +197,10 @@ fn delete_options(b: &[u8]) -> Result<Value, ApiError> {
                 if !o["dryRun"].is_array() {
                     o["dryRun"] = json!([]);
                 }
-                o["dryRun"].as_array_mut().expect("array").push(json!(string(x)?));
+                o["dryRun"]
+                    .as_array_mut()
+                    .expect("array")
+                    .push(json!(string(x)?));
             }
             _ => {}
         }
@@ -199,8 +210,11 @@ fn delete_options(b: &[u8]) -> Result<Value, ApiError> {
 
 /// Decodes an enveloped protobuf body into the JSON form of its object.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
-    let rest = body.strip_prefix(MAGIC).ok_or_else(|| bad("missing k8s envelope"))?;
-    let (mut api_version, mut kind, mut raw): (String, String, &[u8]) = (String::new(), String::new(), &[]);
+    let rest = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("missing k8s envelope"))?;
+    let (mut api_version, mut kind, mut raw): (String, String, &[u8]) =
+        (String::new(), String::new(), &[]);
     for (n, f) in fields(rest)? {
         match (n, f) {
             (1, Field::Bytes(tm)) => {
@@ -230,7 +244,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             }
             Ok(o)
         }
-        _ => Err(ApiError::unsupported_media_type(&format!("{MEDIA_TYPE} ({api_version} {kind})"))),
+        _ => Err(ApiError::unsupported_media_type(&format!(
+            "{MEDIA_TYPE} ({api_version} {kind})"
+        ))),
     }
 }
 
@@ -248,8 +264,18 @@ mod tests {
     fn decodes_enveloped_secret() {
         let entry = [field(1, b"release"), field(2, b"\x01\x02")].concat();
         let label = [field(1, b"owner"), field(2, b"helm")].concat();
-        let meta = [field(1, b"sh.helm.release.v1.demo.v1"), field(3, b"default"), field(11, &label)].concat();
-        let secret = [field(1, &meta), field(2, &entry), field(3, b"helm.sh/release.v1")].concat();
+        let meta = [
+            field(1, b"sh.helm.release.v1.demo.v1"),
+            field(3, b"default"),
+            field(11, &label),
+        ]
+        .concat();
+        let secret = [
+            field(1, &meta),
+            field(2, &entry),
+            field(3, b"helm.sh/release.v1"),
+        ]
+        .concat();
         let type_meta = [field(1, b"v1"), field(2, b"Secret")].concat();
         let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &secret)].concat();
         let v = decode(&body).unwrap();

@@ -137,29 +137,181 @@ const BUILTINS: &[Builtin] = &[
     b("", "v1", "endpoints", "Endpoints", true, &["ep"], false),
     b("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
     b("", "v1", "secrets", "Secret", true, &[], false),
-    b("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], false),
+    b(
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        false,
+    ),
     b("", "v1", "events", "Event", true, &["ev"], false),
-    b("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, &["pvc"], true),
+    b(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+        &["pvc"],
+        true,
+    ),
     b("", "v1", "nodes", "Node", false, &["no"], true),
-    all(scaled(b("apps", "v1", "deployments", "Deployment", true, &["deploy"], true))),
-    all(scaled(b("apps", "v1", "replicasets", "ReplicaSet", true, &["rs"], true))),
-    all(scaled(b("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], true))),
-    all(b("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], true)),
+    all(scaled(b(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        true,
+        &["deploy"],
+        true,
+    ))),
+    all(scaled(b(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        true,
+        &["rs"],
+        true,
+    ))),
+    all(scaled(b(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        true,
+        &["sts"],
+        true,
+    ))),
+    all(b(
+        "apps",
+        "v1",
+        "daemonsets",
+        "DaemonSet",
+        true,
+        &["ds"],
+        true,
+    )),
     all(b("batch", "v1", "jobs", "Job", true, &[], true)),
     all(b("batch", "v1", "cronjobs", "CronJob", true, &["cj"], true)),
-    b("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[], false),
-    b("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[], false),
-    b("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, &[], false),
-    b("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[], false),
-    b("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false),
-    b("events.k8s.io", "v1", "events", "Event", true, &["ev"], false),
-    b("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], true),
-    b("networking.k8s.io", "v1", "ingresses", "Ingress", true, &["ing"], true),
-    b("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, &["netpol"], false),
-    b("networking.k8s.io", "v1", "ingressclasses", "IngressClass", false, &[], false),
-    b("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true, &[], false),
-    all(b("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", true, &["hpa"], true)),
-    b("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], true),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "Role",
+        true,
+        &[],
+        false,
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        &[],
+        false,
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        &[],
+        false,
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        &[],
+        false,
+    ),
+    b(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "Lease",
+        true,
+        &[],
+        false,
+    ),
+    b(
+        "events.k8s.io",
+        "v1",
+        "events",
+        "Event",
+        true,
+        &["ev"],
+        false,
+    ),
+    b(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+        true,
+    ),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "Ingress",
+        true,
+        &["ing"],
+        true,
+    ),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+        &["netpol"],
+        false,
+    ),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "ingressclasses",
+        "IngressClass",
+        false,
+        &[],
+        false,
+    ),
+    b(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        true,
+        &[],
+        false,
+    ),
+    all(b(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        true,
+        &["hpa"],
+        true,
+    )),
+    b(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+        true,
+    ),
 ];
 
 fn builtin_def(x: &Builtin) -> ResourceDef {
@@ -176,7 +328,11 @@ fn builtin_def(x: &Builtin) -> ResourceDef {
         kind: x.kind.to_string(),
         namespaced: x.namespaced,
         short_names: x.short.iter().map(|s| s.to_string()).collect(),
-        categories: if x.all { vec!["all".to_string()] } else { vec![] },
+        categories: if x.all {
+            vec!["all".to_string()]
+        } else {
+            vec![]
+        },
         status: x.status,
         scale: x.scale.then(|| ScalePaths {
             spec_replicas: ".spec.replicas".into(),
@@ -204,7 +360,11 @@ pub fn crd_def(crd: &Value) -> Option<ResourceDef> {
         .unwrap_or_else(|| kind.to_lowercase());
     let strs = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut versions = Vec::new();
@@ -228,9 +388,20 @@ pub fn crd_def(crd: &Value) -> Option<ResourceDef> {
             }
             if let Some(sc) = sub.get("scale") {
                 scale = Some(ScalePaths {
-                    spec_replicas: sc.get("specReplicasPath").and_then(Value::as_str).unwrap_or(".spec.replicas").to_string(),
-                    status_replicas: sc.get("statusReplicasPath").and_then(Value::as_str).unwrap_or(".status.replicas").to_string(),
-                    label_selector: sc.get("labelSelectorPath").and_then(Value::as_str).map(str::to_string),
+                    spec_replicas: sc
+                        .get("specReplicasPath")
+                        .and_then(Value::as_str)
+                        .unwrap_or(".spec.replicas")
+                        .to_string(),
+                    status_replicas: sc
+                        .get("statusReplicasPath")
+                        .and_then(Value::as_str)
+                        .unwrap_or(".status.replicas")
+                        .to_string(),
+                    label_selector: sc
+                        .get("labelSelectorPath")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 });
             }
         }
@@ -297,7 +468,11 @@ impl Registry {
 
     /// Registers (or refreshes) the resource served by a CRD object.
     pub fn upsert_crd(&mut self, crd: &Value) {
-        let name = crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = crd
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if let Some(old) = self.crd_names.remove(&name) {
             self.by_gr.remove(&old);
         }
@@ -314,7 +489,11 @@ impl Registry {
     }
 
     pub fn find_kind(&self, group: &str, kind: &str) -> Vec<Arc<ResourceDef>> {
-        self.by_gr.values().filter(|d| d.group == group && d.kind == kind).cloned().collect()
+        self.by_gr
+            .values()
+            .filter(|d| d.group == group && d.kind == kind)
+            .cloned()
+            .collect()
     }
 
     pub fn all(&self) -> Vec<Arc<ResourceDef>> {

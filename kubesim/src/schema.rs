@@ -102,7 +102,11 @@ fn render(v: &Value) -> String {
 }
 
 fn child(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn invalid(out: &mut Vec<Cause>, path: &str, value: &Value, detail: String) {
@@ -130,7 +134,11 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
             out.push(Cause::new(
                 "FieldValueTypeInvalid",
                 path,
-                format!("Invalid value: {:?}: {path} in body must be of type int-or-string: {:?}", type_name(v), type_name(v)),
+                format!(
+                    "Invalid value: {:?}: {path} in body must be of type int-or-string: {:?}",
+                    type_name(v),
+                    type_name(v)
+                ),
             ));
         }
         return;
@@ -141,7 +149,11 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
         out.push(Cause::new(
             "FieldValueTypeInvalid",
             path,
-            format!("Invalid value: {:?}: {path} in body must be of type {t}: {:?}", type_name(v), type_name(v)),
+            format!(
+                "Invalid value: {:?}: {path} in body must be of type {t}: {:?}",
+                type_name(v),
+                type_name(v)
+            ),
         ));
         return;
     }
@@ -152,7 +164,11 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
         out.push(Cause::new(
             "FieldValueNotSupported",
             path,
-            format!("Unsupported value: {}: supported values: {}", render(v), list.join(", ")),
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                render(v),
+                list.join(", ")
+            ),
         ));
     }
     match v {
@@ -163,12 +179,21 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
             if let Some(min) = s.get("minItems").and_then(Value::as_u64)
                 && n < min
             {
-                invalid(out, path, &Value::from(n), format!("{path} in body should have at least {min} items"));
+                invalid(
+                    out,
+                    path,
+                    &Value::from(n),
+                    format!("{path} in body should have at least {min} items"),
+                );
             }
             if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
                 && n > max
             {
-                out.push(Cause::new("FieldValueTooMany", path, format!("Too many: {n}: must have at most {max} items")));
+                out.push(Cause::new(
+                    "FieldValueTooMany",
+                    path,
+                    format!("Too many: {n}: must have at most {max} items"),
+                ));
             }
             if let Some(is) = s.get("items") {
                 for (i, it) in items.iter().enumerate() {
@@ -186,12 +211,21 @@ fn validate_string(v: &Value, st: &str, s: &Value, path: &str, out: &mut Vec<Cau
     if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
         && len > max
     {
-        out.push(Cause::new("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
+        out.push(Cause::new(
+            "FieldValueTooLong",
+            path,
+            format!("Too long: may not be more than {max} bytes"),
+        ));
     }
     if let Some(min) = s.get("minLength").and_then(Value::as_u64)
         && len < min
     {
-        invalid(out, path, v, format!("{path} in body should be at least {min} chars long"));
+        invalid(
+            out,
+            path,
+            v,
+            format!("{path} in body should be at least {min} chars long"),
+        );
     }
     if let Some(p) = s.get("pattern").and_then(Value::as_str)
         && let Ok(re) = regex::Regex::new(p)
@@ -201,33 +235,88 @@ fn validate_string(v: &Value, st: &str, s: &Value, path: &str, out: &mut Vec<Cau
     }
 }
 
+/// Bounds print as the schema wrote them: `0`, not `0.0`.
+fn bound(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        _ => v.to_string(),
+    }
+}
+
 fn validate_number(v: &Value, x: f64, s: &Value, path: &str, out: &mut Vec<Cause>) {
     if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
         if flag(s, "exclusiveMinimum") {
             if x <= min {
-                invalid(out, path, v, format!("{path} in body should be greater than {}", s["minimum"]));
+                invalid(
+                    out,
+                    path,
+                    v,
+                    format!(
+                        "{path} in body should be greater than {}",
+                        bound(&s["minimum"])
+                    ),
+                );
             }
         } else if x < min {
-            invalid(out, path, v, format!("{path} in body should be greater than or equal to {}", s["minimum"]));
+            invalid(
+                out,
+                path,
+                v,
+                format!(
+                    "{path} in body should be greater than or equal to {}",
+                    bound(&s["minimum"])
+                ),
+            );
         }
     }
     if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
         if flag(s, "exclusiveMaximum") {
             if x >= max {
-                invalid(out, path, v, format!("{path} in body should be less than {}", s["maximum"]));
+                invalid(
+                    out,
+                    path,
+                    v,
+                    format!(
+                        "{path} in body should be less than {}",
+                        bound(&s["maximum"])
+                    ),
+                );
             }
         } else if x > max {
-            invalid(out, path, v, format!("{path} in body should be less than or equal to {}", s["maximum"]));
+            invalid(
+                out,
+                path,
+                v,
+                format!(
+                    "{path} in body should be less than or equal to {}",
+                    bound(&s["maximum"])
+                ),
+            );
         }
     }
 }
 
-fn validate_object(map: &Map<String, Value>, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) {
-    for req in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+fn validate_object(
+    map: &Map<String, Value>,
+    s: &Value,
+    path: &str,
+    root: bool,
+    out: &mut Vec<Cause>,
+) {
+    for req in s
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(k) = req.as_str()
             && !map.contains_key(k)
         {
-            out.push(Cause::new("FieldValueRequired", child(path, k), "Required value"));
+            out.push(Cause::new(
+                "FieldValueRequired",
+                child(path, k),
+                "Required value",
+            ));
         }
     }
     let props = s.get("properties").and_then(Value::as_object);
@@ -273,10 +362,20 @@ mod tests {
 
         let mut bad = json!({"spec": {"replicas": -1, "mode": "X", "name": "toolong"}});
         let causes = apply(&mut bad, &schema());
-        let msgs: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let msgs: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
         assert!(msgs.contains(&"spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0".to_string()), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.starts_with("spec.mode: Unsupported value: \"X\"")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.starts_with("spec.name: Too long")), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("spec.mode: Unsupported value: \"X\"")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.starts_with("spec.name: Too long")),
+            "{msgs:?}"
+        );
         let mut missing = json!({"spec": {}});
         let causes = apply(&mut missing, &schema());
         assert_eq!(causes[0].field, "spec.name");

@@ -44,8 +44,16 @@ fn set_values(s: &str) -> Result<Vec<String>, ApiError> {
     let inner = s
         .strip_prefix('(')
         .and_then(|x| x.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: found '{s}', expected: '('")))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unable to parse requirement: found '{s}', expected: '('"
+            ))
+        })?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl LabelSelector {
@@ -69,7 +77,9 @@ impl LabelSelector {
             } else if let Some(i) = p.find(" in ") {
                 Req::In(p[..i].trim().to_string(), set_values(&p[i + 4..])?)
             } else if p.contains(' ') || p.contains('(') {
-                return Err(ApiError::bad_request(format!("unable to parse requirement: {p:?}")));
+                return Err(ApiError::bad_request(format!(
+                    "unable to parse requirement: {p:?}"
+                )));
             } else {
                 Req::Exists(p.to_string())
             };
@@ -83,11 +93,23 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in m {
-                reqs.push(Req::Eq(k.clone(), v.as_str().unwrap_or_default().to_string()));
+                reqs.push(Req::Eq(
+                    k.clone(),
+                    v.as_str().unwrap_or_default().to_string(),
+                ));
             }
         }
-        for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+        for e in sel
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = e
+                .get("key")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let values: Vec<String> = e
                 .get("values")
                 .and_then(Value::as_array)
@@ -95,12 +117,18 @@ impl LabelSelector {
                 .flatten()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
-            reqs.push(match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
-                "In" => Req::In(key, values),
-                "NotIn" => Req::NotIn(key, values),
-                "Exists" => Req::Exists(key),
-                _ => Req::NotExists(key),
-            });
+            reqs.push(
+                match e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                {
+                    "In" => Req::In(key, values),
+                    "NotIn" => Req::NotIn(key, values),
+                    "Exists" => Req::Exists(key),
+                    _ => Req::NotExists(key),
+                },
+            );
         }
         LabelSelector { reqs }
     }
@@ -174,9 +202,15 @@ impl FieldSelector {
             } else if let Some((k, v)) = p.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid field selector: {p:?}")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector: {p:?}"
+                )));
             };
-            reqs.push((k.trim().split('.').map(str::to_string).collect(), eq, v.trim().to_string()));
+            reqs.push((
+                k.trim().split('.').map(str::to_string).collect(),
+                eq,
+                v.trim().to_string(),
+            ));
         }
         Ok(FieldSelector { reqs })
     }
@@ -209,11 +243,27 @@ mod tests {
     #[test]
     fn label_selector_grammar() {
         let obj = json!({"metadata": {"labels": {"app": "web", "tier": "fe"}}});
-        let yes = ["app=web", "app==web", "tier!=be", "app in (web,api)", "tier notin (be)", "app", "!missing", "app=web,tier in (fe)"];
+        let yes = [
+            "app=web",
+            "app==web",
+            "tier!=be",
+            "app in (web,api)",
+            "tier notin (be)",
+            "app",
+            "!missing",
+            "app=web,tier in (fe)",
+        ];
         for s in yes {
             assert!(LabelSelector::parse(s).unwrap().matches(&obj), "{s}");
         }
-        let no = ["app=api", "tier!=fe", "app in (api)", "tier notin (fe, be)", "missing", "!app"];
+        let no = [
+            "app=api",
+            "tier!=fe",
+            "app in (api)",
+            "tier notin (fe, be)",
+            "missing",
+            "!app",
+        ];
         for s in no {
             assert!(!LabelSelector::parse(s).unwrap().matches(&obj), "{s}");
         }
@@ -222,8 +272,17 @@ mod tests {
 
     #[test]
     fn field_selector_paths() {
-        let obj = json!({"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Running"}});
-        assert!(FieldSelector::parse("metadata.name=a,status.phase=Running").unwrap().matches(&obj));
-        assert!(!FieldSelector::parse("metadata.namespace!=n").unwrap().matches(&obj));
+        let obj =
+            json!({"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Running"}});
+        assert!(
+            FieldSelector::parse("metadata.name=a,status.phase=Running")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.namespace!=n")
+                .unwrap()
+                .matches(&obj)
+        );
     }
 }

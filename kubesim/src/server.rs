@@ -18,9 +18,15 @@ use crate::store::DEFAULT_HISTORY;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("binding {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("writing kubeconfig {path}: {source}")]
-    Kubeconfig { path: String, source: std::io::Error },
+    Kubeconfig {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Options for a server; `Server::builder()`.
@@ -33,7 +39,11 @@ pub struct ServerBuilder {
 
 impl Default for ServerBuilder {
     fn default() -> Self {
-        ServerBuilder { addr: SocketAddr::from(([127, 0, 0, 1], 0)), history: DEFAULT_HISTORY, simulate: true }
+        ServerBuilder {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            history: DEFAULT_HISTORY,
+            simulate: true,
+        }
     }
 }
 
@@ -59,11 +69,23 @@ impl ServerBuilder {
     pub async fn start(self) -> Result<Server, ServerError> {
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
-            .map_err(|source| ServerError::Bind { addr: self.addr, source })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: self.addr, source })?;
+            .map_err(|source| ServerError::Bind {
+                addr: self.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: self.addr,
+            source,
+        })?;
         let cluster = Cluster::new(self.history);
         let (close_watches, _) = watch::channel(0u64);
-        let shared = Arc::new(Shared { cluster: cluster.clone(), audit: Audit::default(), faults: Faults::default(), close_watches, addr });
+        let shared = Arc::new(Shared {
+            cluster: cluster.clone(),
+            audit: Audit::default(),
+            faults: Faults::default(),
+            close_watches,
+            addr,
+        });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = handlers::router(shared.clone());
         let serve = tokio::spawn(async move {
@@ -75,7 +97,13 @@ impl ServerBuilder {
         });
         let sim = self.simulate.then(|| crate::sim::spawn(cluster));
         tracing::info!(%addr, "kubesim serving");
-        Ok(Server { addr, shared, stop: Some(stop_tx), serve: Some(serve), sim })
+        Ok(Server {
+            addr,
+            shared,
+            stop: Some(stop_tx),
+            serve: Some(serve),
+            sim,
+        })
     }
 }
 
@@ -121,13 +149,19 @@ impl Server {
 
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<(), ServerError> {
         let path = path.as_ref();
-        std::fs::write(path, self.kubeconfig_yaml())
-            .map_err(|source| ServerError::Kubeconfig { path: path.display().to_string(), source })
+        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| ServerError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// For `kube::Config::new(cfg.url.parse()?)` or `Kubeconfig::from_yaml(&cfg.kubeconfig_yaml)`.
     pub fn client_config(&self) -> ClientConfig {
-        ClientConfig { url: self.url(), kubeconfig_yaml: self.kubeconfig_yaml(), default_namespace: "default".into() }
+        ClientConfig {
+            url: self.url(),
+            kubeconfig_yaml: self.kubeconfig_yaml(),
+            default_namespace: "default".into(),
+        }
     }
 
     /// Direct access to the simulated cluster state (no HTTP, not audited).
@@ -201,4 +235,3 @@ impl Drop for Server {
         }
     }
 }
-

@@ -118,12 +118,18 @@ impl Store {
     }
 
     pub fn count(&self, gr: &GroupResource) -> usize {
-        self.objects.get(gr).map(|m| m.values().map(BTreeMap::len).sum()).unwrap_or(0)
+        self.objects
+            .get(gr)
+            .map(|m| m.values().map(BTreeMap::len).sum())
+            .unwrap_or(0)
     }
 
     /// Dependents recorded through `metadata.ownerReferences[].uid`.
     pub fn dependents(&self, owner_uid: &str) -> Vec<ObjKey> {
-        self.owners.get(owner_uid).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.owners
+            .get(owner_uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Stores `obj` under a fresh resourceVersion and emits an ADDED or MODIFIED event.
@@ -142,7 +148,11 @@ impl Store {
             self.unindex_owners(&key, old);
         }
         self.index_owners(&key, &obj);
-        let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
+        let kind = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
         self.emit(StoreEvent {
             rv,
             kind,
@@ -178,7 +188,11 @@ impl Store {
     pub fn drop_resource(&mut self, gr: &GroupResource) {
         let keys: Vec<ObjKey> = self
             .iter(gr, None)
-            .map(|(ns, n, _)| ObjKey { gr: gr.clone(), namespace: ns.to_string(), name: n.to_string() })
+            .map(|(ns, n, _)| ObjKey {
+                gr: gr.clone(),
+                namespace: ns.to_string(),
+                name: n.to_string(),
+            })
             .collect();
         for k in keys {
             self.remove(&k);

@@ -46,7 +46,11 @@ impl Filter {
         if !self.params.labels.matches(obj) {
             return false;
         }
-        self.params.fields.is_empty() || self.params.fields.matches(&convert::from_storage(&self.def, &self.version, obj))
+        self.params.fields.is_empty()
+            || self
+                .params
+                .fields
+                .matches(&convert::from_storage(&self.def, &self.version, obj))
     }
 
     /// Maps a store event to what this watcher sees (label moves become ADDED/DELETED).
@@ -76,8 +80,17 @@ impl Filter {
         let served = convert::from_storage(&self.def, &self.version, obj);
         let object = match &self.params.table {
             Some(include) => {
-                let rv = served.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-                table::build(&self.def, &self.version, &[served], include, json!({"resourceVersion": rv}))
+                let rv = served
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                table::build(
+                    &self.def,
+                    &self.version,
+                    &[served],
+                    include,
+                    json!({"resourceVersion": rv}),
+                )
             }
             None => served,
         };
@@ -125,7 +138,10 @@ pub fn start(
     let rv_param = filter.params.resource_version.clone().unwrap_or_default();
     let requested: Option<u64> = match rv_param.as_str() {
         "" | "0" => None,
-        s => Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))?),
+        s => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))?,
+        ),
     };
     let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(256);
     let mut initial: Vec<String> = Vec::new();
@@ -136,7 +152,12 @@ pub fn start(
         match requested {
             Some(n) if !filter.params.send_initial_events => match st.events_since(n) {
                 Some(backlog) => {
-                    initial.extend(backlog.iter().filter_map(|e| filter.translate(e)).map(|(k, o)| filter.line(k.as_str(), &o)));
+                    initial.extend(
+                        backlog
+                            .iter()
+                            .filter_map(|e| filter.translate(e))
+                            .map(|(k, o)| filter.line(k.as_str(), &o)),
+                    );
                 }
                 None => {
                     let line = expired_line(&rv_param, st.horizon());
@@ -166,7 +187,10 @@ pub fn start(
             }
         }
         let mut progress = start_rv;
-        let deadline = filter.params.timeout.map(|t| tokio::time::Instant::now() + t);
+        let deadline = filter
+            .params
+            .timeout
+            .map(|t| tokio::time::Instant::now() + t);
         let mut next_bookmark = tokio::time::Instant::now() + FIRST_BOOKMARK;
         loop {
             let timeout = async {

@@ -33,36 +33,80 @@ async fn core_crud_and_every_patch_type() {
     let server = kubesim::Server::start().await.unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
 
-    let created = cms.create(&PostParams::default(), &cm("a", &[("app", "x")], &[("k", "1")])).await.unwrap();
+    let created = cms
+        .create(
+            &PostParams::default(),
+            &cm("a", &[("app", "x")], &[("k", "1")]),
+        )
+        .await
+        .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
     assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
     assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
-    cms.create(&PostParams::default(), &cm("b", &[("app", "y")], &[])).await.unwrap();
-    let dup = cms.create(&PostParams::default(), &cm("a", &[], &[])).await.unwrap_err();
+    cms.create(&PostParams::default(), &cm("b", &[("app", "y")], &[]))
+        .await
+        .unwrap();
+    let dup = cms
+        .create(&PostParams::default(), &cm("a", &[], &[]))
+        .await
+        .unwrap_err();
     assert_eq!(api_code(dup).0, 409);
 
     let got = cms.get("a").await.unwrap();
     assert_eq!(got.data.unwrap()["k"], "1");
-    let listed = cms.list(&ListParams::default().labels("app=x")).await.unwrap();
+    let listed = cms
+        .list(&ListParams::default().labels("app=x"))
+        .await
+        .unwrap();
     assert_eq!(listed.items.len(), 1);
     assert!(listed.metadata.resource_version.is_some());
-    let listed = cms.list(&ListParams::default().labels("app in (x,y),app!=y")).await.unwrap();
-    assert_eq!(listed.items.iter().map(|c| c.metadata.name.clone().unwrap()).collect::<Vec<_>>(), vec!["a"]);
-    let by_field = cms.list(&ListParams::default().fields("metadata.name=b")).await.unwrap();
+    let listed = cms
+        .list(&ListParams::default().labels("app in (x,y),app!=y"))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .items
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["a"]
+    );
+    let by_field = cms
+        .list(&ListParams::default().fields("metadata.name=b"))
+        .await
+        .unwrap();
     assert_eq!(by_field.items.len(), 1);
 
     // merge patch
-    let p = cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "2"}}))).await.unwrap();
+    let p = cms
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"m": "2"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(p.data.as_ref().unwrap()["m"], "2");
     assert_eq!(p.data.as_ref().unwrap()["k"], "1");
     // JSON patch with a passing and a failing `test`
     let ok: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/data/m", "value": "2"}, {"op": "replace", "path": "/data/m", "value": "3"}])).unwrap();
-    let p = cms.patch("a", &PatchParams::default(), &Patch::<()>::Json(ok)).await.unwrap();
+    let p = cms
+        .patch("a", &PatchParams::default(), &Patch::<()>::Json(ok))
+        .await
+        .unwrap();
     assert_eq!(p.data.as_ref().unwrap()["m"], "3");
     let bad: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/data/m", "value": "nope"}, {"op": "remove", "path": "/data/k"}])).unwrap();
-    let err = cms.patch("a", &PatchParams::default(), &Patch::<()>::Json(bad)).await.unwrap_err();
+    let err = cms
+        .patch("a", &PatchParams::default(), &Patch::<()>::Json(bad))
+        .await
+        .unwrap_err();
     assert_eq!(api_code(err).0, 422);
-    assert_eq!(cms.get("a").await.unwrap().data.unwrap()["k"], "1", "failed test op leaves the object alone");
+    assert_eq!(
+        cms.get("a").await.unwrap().data.unwrap()["k"],
+        "1",
+        "failed test op leaves the object alone"
+    );
 
     // strategic merge on a Deployment merges containers by name
     let deploys: Api<Deployment> = Api::default_namespaced(client(&server));
@@ -76,9 +120,24 @@ async fn core_crud_and_every_patch_type() {
     let cs = p.spec.unwrap().template.spec.unwrap().containers;
     assert_eq!(cs.len(), 2);
     assert_eq!(cs[1].image.as_deref(), Some("y:2"));
-    assert_eq!(p.metadata.generation, Some(2), "spec change bumps generation");
-    let p = deploys.patch("d", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"l": "1"}}}))).await.unwrap();
-    assert_eq!(p.metadata.generation, Some(2), "metadata change does not bump generation");
+    assert_eq!(
+        p.metadata.generation,
+        Some(2),
+        "spec change bumps generation"
+    );
+    let p = deploys
+        .patch(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"l": "1"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        p.metadata.generation,
+        Some(2),
+        "metadata change does not bump generation"
+    );
 
     // server-side apply: create, then update, with managedFields recorded
     let applied = cms
@@ -92,31 +151,49 @@ async fn core_crud_and_every_patch_type() {
         .patch("ssa", &PatchParams::apply("tester"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"x": "1"}})))
         .await
         .unwrap();
-    assert_eq!(applied.data.unwrap(), BTreeMap::from([("x".to_string(), "1".to_string())]), "field dropped from the config is removed");
+    assert_eq!(
+        applied.data.unwrap(),
+        BTreeMap::from([("x".to_string(), "1".to_string())]),
+        "field dropped from the config is removed"
+    );
 
     // delete
     cms.delete("a", &DeleteParams::default()).await.unwrap();
     let err = cms.get("a").await.unwrap_err();
     let (code, reason, message) = api_code(err);
-    assert_eq!((code, reason.as_str(), message.as_str()), (404, "NotFound", "configmaps \"a\" not found"));
+    assert_eq!(
+        (code, reason.as_str(), message.as_str()),
+        (404, "NotFound", "configmaps \"a\" not found")
+    );
 }
 
 #[tokio::test]
 async fn stale_replace_is_a_conflict() {
     let server = kubesim::Server::start().await.unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
-    let first = cms.create(&PostParams::default(), &cm("c", &[], &[("v", "1")])).await.unwrap();
+    let first = cms
+        .create(&PostParams::default(), &cm("c", &[], &[("v", "1")]))
+        .await
+        .unwrap();
     let mut fresh = first.clone();
     fresh.data = Some(BTreeMap::from([("v".into(), "2".into())]));
-    cms.replace("c", &PostParams::default(), &fresh).await.unwrap();
+    cms.replace("c", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
     let mut stale = first.clone();
     stale.data = Some(BTreeMap::from([("v".into(), "3".into())]));
-    let (code, reason, _) = api_code(cms.replace("c", &PostParams::default(), &stale).await.unwrap_err());
+    let (code, reason, _) = api_code(
+        cms.replace("c", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
     assert_eq!(cms.get("c").await.unwrap().data.unwrap()["v"], "2");
     // Without a resourceVersion a replace is unconditional.
     stale.metadata.resource_version = None;
-    cms.replace("c", &PostParams::default(), &stale).await.unwrap();
+    cms.replace("c", &PostParams::default(), &stale)
+        .await
+        .unwrap();
     assert_eq!(cms.get("c").await.unwrap().data.unwrap()["v"], "3");
 }
 
@@ -126,29 +203,73 @@ async fn ssa_conflict_between_managers_and_force_wins() {
     let svcs: Api<Service> = Api::default_namespaced(client(&server));
     let helm = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
-    svcs.patch("web", &PatchParams::apply("helm"), &Patch::Apply(&helm)).await.unwrap();
+    svcs.patch("web", &PatchParams::apply("helm"), &Patch::Apply(&helm))
+        .await
+        .unwrap();
     // A second manager adds its own keys without conflict and without touching helm's.
     let ctl = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"selector": {"bluegreen.dev/color": "blue"}}});
-    let s = svcs.patch("web", &PatchParams::apply("bluegreen-controller"), &Patch::Apply(&ctl)).await.unwrap();
+    let s = svcs
+        .patch(
+            "web",
+            &PatchParams::apply("bluegreen-controller"),
+            &Patch::Apply(&ctl),
+        )
+        .await
+        .unwrap();
     let sel = s.spec.unwrap().selector.unwrap();
     assert_eq!(sel.get("app").map(String::as_str), Some("web"));
-    assert_eq!(sel.get("bluegreen.dev/color").map(String::as_str), Some("blue"));
+    assert_eq!(
+        sel.get("bluegreen.dev/color").map(String::as_str),
+        Some("blue")
+    );
     // Changing helm's field is a conflict naming the manager and the field.
     let grab = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"selector": {"bluegreen.dev/color": "blue", "app": "other"}}});
-    let err = svcs.patch("web", &PatchParams::apply("bluegreen-controller"), &Patch::Apply(&grab)).await.unwrap_err();
-    let kube::Error::Api(status) = err else { panic!("expected API error") };
+    let err = svcs
+        .patch(
+            "web",
+            &PatchParams::apply("bluegreen-controller"),
+            &Patch::Apply(&grab),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected API error")
+    };
     assert_eq!(status.code, 409);
-    assert!(status.message.contains("conflict with \"helm\""), "{}", status.message);
+    assert!(
+        status.message.contains("conflict with \"helm\""),
+        "{}",
+        status.message
+    );
     let causes = status.details.unwrap().causes;
     assert_eq!(causes[0].field, ".spec.selector.app");
     assert_eq!(causes[0].reason, "FieldManagerConflict");
     // force takes ownership.
-    let s = svcs.patch("web", &PatchParams::apply("bluegreen-controller").force(), &Patch::Apply(&grab)).await.unwrap();
-    assert_eq!(s.spec.as_ref().unwrap().selector.as_ref().unwrap()["app"], "other");
-    let owners: Vec<String> = s.metadata.managed_fields.unwrap().iter().filter_map(|m| m.manager.clone()).collect();
-    assert!(owners.contains(&"helm".to_string()) && owners.contains(&"bluegreen-controller".to_string()));
+    let s = svcs
+        .patch(
+            "web",
+            &PatchParams::apply("bluegreen-controller").force(),
+            &Patch::Apply(&grab),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.spec.as_ref().unwrap().selector.as_ref().unwrap()["app"],
+        "other"
+    );
+    let owners: Vec<String> = s
+        .metadata
+        .managed_fields
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        owners.contains(&"helm".to_string())
+            && owners.contains(&"bluegreen-controller".to_string())
+    );
     // clusterIP was allocated and survives applies.
     assert!(s.spec.unwrap().cluster_ip.unwrap().starts_with("10.96."));
 }
@@ -167,7 +288,10 @@ async fn custom_resources_validate_default_and_use_subresources() {
     w2["spec"]["bogus"] = json!(true);
     w2["spec"]["extra"] = json!({"anything": {"goes": 1}});
     w2["spec"]["port"] = json!("http");
-    let created = widgets.create(&PostParams::default(), &serde_json::from_value(w2).unwrap()).await.unwrap();
+    let created = widgets
+        .create(&PostParams::default(), &serde_json::from_value(w2).unwrap())
+        .await
+        .unwrap();
     assert!(created.data["spec"].get("bogus").is_none());
     assert_eq!(created.data["spec"]["extra"]["anything"]["goes"], 1);
 
@@ -175,17 +299,54 @@ async fn custom_resources_validate_default_and_use_subresources() {
     let mut bad = widget("bad", "1");
     bad["spec"]["replicas"] = json!(-1);
     bad["spec"]["mode"] = json!("Sometimes");
-    let err = widgets.create(&PostParams::default(), &serde_json::from_value(bad).unwrap()).await.unwrap_err();
+    let err = widgets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(bad).unwrap(),
+        )
+        .await
+        .unwrap_err();
     let kube::Error::Api(s) = err else { panic!() };
     assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
     assert!(s.message.contains("spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0"), "{}", s.message);
-    assert!(s.message.contains("spec.mode: Unsupported value: \"Sometimes\""), "{}", s.message);
-    let fields: Vec<String> = s.details.unwrap().causes.iter().map(|c| c.field.clone()).collect();
-    assert!(fields.contains(&"spec.replicas".to_string()) && fields.contains(&"spec.mode".to_string()));
+    assert!(
+        s.message
+            .contains("spec.mode: Unsupported value: \"Sometimes\""),
+        "{}",
+        s.message
+    );
+    let fields: Vec<String> = s
+        .details
+        .unwrap()
+        .causes
+        .iter()
+        .map(|c| c.field.clone())
+        .collect();
+    assert!(
+        fields.contains(&"spec.replicas".to_string()) && fields.contains(&"spec.mode".to_string())
+    );
     let missing = json!({"apiVersion": "test.kubesim.dev/v1", "kind": "Widget", "metadata": {"name": "m"}, "spec": {"replicas": "three"}});
-    let kube::Error::Api(s) = widgets.create(&PostParams::default(), &serde_json::from_value(missing).unwrap()).await.unwrap_err() else { panic!() };
-    assert!(s.message.contains("spec.version: Required value"), "{}", s.message);
-    assert!(s.message.contains("spec.replicas in body must be of type integer"), "{}", s.message);
+    let kube::Error::Api(s) = widgets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(missing).unwrap(),
+        )
+        .await
+        .unwrap_err()
+    else {
+        panic!()
+    };
+    assert!(
+        s.message.contains("spec.version: Required value"),
+        "{}",
+        s.message
+    );
+    assert!(
+        s.message
+            .contains("spec.replicas in body must be of type integer"),
+        "{}",
+        s.message
+    );
 
     // status subresource: status writes ignore spec, main writes ignore status
     let st = widgets
@@ -195,16 +356,40 @@ async fn custom_resources_validate_default_and_use_subresources() {
     assert_eq!(st.data["status"]["phase"], "Stable");
     assert_eq!(st.data["spec"]["version"], "1.0");
     let gen_before = st.metadata.generation;
-    let m = widgets.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Hacked"}}))).await.unwrap();
+    let m = widgets
+        .patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Hacked"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(m.data["status"]["phase"], "Stable");
-    assert_eq!(m.metadata.generation, gen_before, "no spec change, no generation bump");
-    let m = widgets.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"version": "1.1"}}))).await.unwrap();
+    assert_eq!(
+        m.metadata.generation, gen_before,
+        "no spec change, no generation bump"
+    );
+    let m = widgets
+        .patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"version": "1.1"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(m.metadata.generation, gen_before.map(|g| g + 1));
 
     // scale subresource
     let scale = widgets.get_scale("w1").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(1));
-    let scaled = widgets.patch_scale("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}}))).await.unwrap();
+    let scaled = widgets
+        .patch_scale(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(scaled.spec.unwrap().replicas, Some(4));
     assert_eq!(widgets.get("w1").await.unwrap().data["spec"]["replicas"], 4);
 
@@ -215,10 +400,22 @@ async fn custom_resources_validate_default_and_use_subresources() {
         .unwrap();
     assert_eq!(applied.data["spec"]["replicas"], 1);
     let gvk = kube::core::GroupVersionKind::gvk("test.kubesim.dev", "v1", "Widget");
-    let all: Api<kube::core::DynamicObject> = Api::all_with(client(&server), &kube::core::ApiResource::from_gvk_with_plural(&gvk, "widgets"));
-    assert_eq!(all.list(&ListParams::default()).await.unwrap().items.len(), 3);
-    widgets.delete("w3", &DeleteParams::default()).await.unwrap();
-    assert_eq!(all.list(&ListParams::default()).await.unwrap().items.len(), 2);
+    let all: Api<kube::core::DynamicObject> = Api::all_with(
+        client(&server),
+        &kube::core::ApiResource::from_gvk_with_plural(&gvk, "widgets"),
+    );
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        3
+    );
+    widgets
+        .delete("w3", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -226,7 +423,12 @@ async fn pagination_with_limit_and_continue() {
     let server = kubesim::Server::start().await.unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
     for i in 0..7 {
-        cms.create(&PostParams::default(), &cm(&format!("p{i}"), &[("page", "yes")], &[])).await.unwrap();
+        cms.create(
+            &PostParams::default(),
+            &cm(&format!("p{i}"), &[("page", "yes")], &[]),
+        )
+        .await
+        .unwrap();
     }
     let mut names = Vec::new();
     let mut token: Option<String> = None;
@@ -250,7 +452,11 @@ async fn pagination_with_limit_and_continue() {
 
 /// Names in a reflector store, sorted.
 fn names(reader: &reflector::Store<ConfigMap>) -> Vec<String> {
-    let mut v: Vec<String> = reader.state().iter().map(|c| c.metadata.name.clone().unwrap()).collect();
+    let mut v: Vec<String> = reader
+        .state()
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
     v.sort();
     v
 }
@@ -259,13 +465,20 @@ fn names(reader: &reflector::Store<ConfigMap>) -> Vec<String> {
 async fn watcher_and_reflector_survive_closes_and_expiry() {
     let server = kubesim::Server::start().await.unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
-    cms.create(&PostParams::default(), &cm("w0", &[("team", "a")], &[])).await.unwrap();
-    cms.create(&PostParams::default(), &cm("other", &[("team", "b")], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w0", &[("team", "a")], &[]))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &cm("other", &[("team", "b")], &[]))
+        .await
+        .unwrap();
 
     let (reader, writer) = reflector::store::<ConfigMap>();
-    let stream = reflector(writer, watcher(cms.clone(), watcher::Config::default().labels("team=a")))
-        .default_backoff()
-        .applied_objects();
+    let stream = reflector(
+        writer,
+        watcher(cms.clone(), watcher::Config::default().labels("team=a")),
+    )
+    .default_backoff()
+    .applied_objects();
     let task = tokio::spawn(stream.for_each(|_| async {}));
     reader.wait_until_ready().await.unwrap();
     assert_eq!(names(&reader), vec!["w0"]);
@@ -283,34 +496,64 @@ async fn watcher_and_reflector_survive_closes_and_expiry() {
         }
     };
 
-    cms.create(&PostParams::default(), &cm("w1", &[("team", "a")], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w1", &[("team", "a")], &[]))
+        .await
+        .unwrap();
     want(vec!["w0", "w1"]).await;
     // A label change out of the selector is a DELETED for this watcher.
-    cms.patch("w0", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}}))).await.unwrap();
+    cms.patch(
+        "w0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}})),
+    )
+    .await
+    .unwrap();
     want(vec!["w1"]).await;
 
     server.close_watches();
-    cms.create(&PostParams::default(), &cm("w2", &[("team", "a")], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w2", &[("team", "a")], &[]))
+        .await
+        .unwrap();
     want(vec!["w1", "w2"]).await;
 
     // Forced 410: the watcher re-lists and still converges, including a delete it missed.
     server.expire_resource_versions();
     cms.delete("w1", &DeleteParams::default()).await.unwrap();
-    cms.create(&PostParams::default(), &cm("w3", &[("team", "a")], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("w3", &[("team", "a")], &[]))
+        .await
+        .unwrap();
     want(vec!["w2", "w3"]).await;
-    let updated = cms.patch("w3", &PatchParams::default(), &Patch::Merge(json!({"data": {"x": "1"}}))).await.unwrap();
+    let updated = cms
+        .patch(
+            "w3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"x": "1"}})),
+        )
+        .await
+        .unwrap();
     let rv = updated.metadata.resource_version.clone();
     eventually("reflector sees the update", || {
         let r = reader.clone();
         let rv = rv.clone();
         async move {
-            r.state().iter().find(|c| c.metadata.name.as_deref() == Some("w3")).filter(|c| c.metadata.resource_version == rv).map(|_| ())
+            r.state()
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some("w3"))
+                .filter(|c| c.metadata.resource_version == rv)
+                .map(|_| ())
         }
     })
     .await;
     // The watch requests in the audit log show the re-list after the 410.
-    let lists = server.audit().iter().filter(|e| e.verb == "list" && e.resource == "configmaps").count();
-    assert!(lists >= 2, "expected a re-list after 410, saw {lists} lists");
+    let lists = server
+        .audit()
+        .iter()
+        .filter(|e| e.verb == "list" && e.resource == "configmaps")
+        .count();
+    assert!(
+        lists >= 2,
+        "expected a re-list after 410, saw {lists} lists"
+    );
     task.abort();
 }
 
@@ -318,11 +561,20 @@ async fn watcher_and_reflector_survive_closes_and_expiry() {
 async fn raw_watch_stream_has_bookmarks_and_in_stream_410() {
     let server = kubesim::Server::start().await.unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
-    let c = cms.create(&PostParams::default(), &cm("x", &[], &[])).await.unwrap();
+    let c = cms
+        .create(&PostParams::default(), &cm("x", &[], &[]))
+        .await
+        .unwrap();
     let rv = c.metadata.resource_version.unwrap();
     let wp = kube::api::WatchParams::default().timeout(10);
     let mut stream = cms.watch(&wp, &rv).await.unwrap().boxed();
-    cms.patch("x", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": "b"}}))).await.unwrap();
+    cms.patch(
+        "x",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "b"}})),
+    )
+    .await
+    .unwrap();
     let mut saw_modified = false;
     let mut saw_bookmark = false;
     while let Some(ev) = stream.next().await {
@@ -345,7 +597,9 @@ async fn raw_watch_stream_has_bookmarks_and_in_stream_410() {
     server.expire_resource_versions();
     let mut stream = cms.watch(&wp, &rv).await.unwrap().boxed();
     match stream.next().await.unwrap().unwrap() {
-        kube::core::WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        kube::core::WatchEvent::Error(e) => {
+            assert_eq!((e.code, e.reason.as_str()), (410, "Expired"))
+        }
         other => panic!("expected 410, got {other:?}"),
     }
 }

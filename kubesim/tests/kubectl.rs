@@ -11,7 +11,11 @@ use serde_json::json;
 /// Header columns as kubectl prints them (split on runs of 2+ spaces).
 fn header(out: &str) -> Vec<String> {
     let line = out.lines().next().unwrap_or_default();
-    line.split("  ").map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    line.split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn cols(names: &[&str]) -> Vec<String> {
@@ -19,8 +23,14 @@ fn cols(names: &[&str]) -> Vec<String> {
 }
 
 fn row<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
-    let line = out.lines().find(|l| l.split_whitespace().any(|c| c == name)).unwrap_or_else(|| panic!("no row {name} in:\n{out}"));
-    line.split("  ").map(str::trim).filter(|s| !s.is_empty()).collect()
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().any(|c| c == name))
+        .unwrap_or_else(|| panic!("no row {name} in:\n{out}"));
+    line.split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 const WIDGET: &str = "apiVersion: test.kubesim.dev/v1
@@ -39,8 +49,13 @@ async fn kubectl_applies_crds_and_shows_printer_columns() {
     let crd_file = k.dir().join("widgets.json");
     std::fs::write(&crd_file, widget_crd().to_string()).unwrap();
     let out = k.ok(&["apply", "-f", crd_file.to_str().unwrap()]).await;
-    assert_eq!(out.trim(), "customresourcedefinition.apiextensions.k8s.io/widgets.test.kubesim.dev created");
-    let out = k.ok(&["apply", "--server-side", "-f", crd_file.to_str().unwrap()]).await;
+    assert_eq!(
+        out.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/widgets.test.kubesim.dev created"
+    );
+    let out = k
+        .ok(&["apply", "--server-side", "-f", crd_file.to_str().unwrap()])
+        .await;
     assert!(out.contains("serverside-applied"), "{out}");
 
     let out = k.apply_stdin(&["apply", "-f", "-"], WIDGET).await;
@@ -51,33 +66,70 @@ async fn kubectl_applies_crds_and_shows_printer_columns() {
 
     // The header is what a real cluster prints for these columns.
     let out = k.ok(&["get", "wdg"]).await;
-    assert_eq!(out.lines().next().unwrap(), "NAME   ACTIVE   VERSION   PREVIEW   PHASE   READY   AGE");
+    assert_eq!(
+        out.lines().next().unwrap(),
+        "NAME   ACTIVE   VERSION   PREVIEW   PHASE   READY   AGE"
+    );
     let r = row(&out, "w1");
     assert_eq!(r[0..2], ["w1", "2.4.1"]);
     assert!(r[2].ends_with('s'), "age like 3s: {r:?}");
     let wide = k.ok(&["get", "wdg", "-o", "wide"]).await;
-    assert_eq!(header(&wide), cols(&["NAME", "ACTIVE", "VERSION", "PREVIEW", "PHASE", "READY", "AGE", "MESSAGE"]));
+    assert_eq!(
+        header(&wide),
+        cols(&[
+            "NAME", "ACTIVE", "VERSION", "PREVIEW", "PHASE", "READY", "AGE", "MESSAGE"
+        ])
+    );
     let all = k.ok(&["get", "widgets", "-A"]).await;
-    assert_eq!(header(&all), cols(&["NAMESPACE", "NAME", "ACTIVE", "VERSION", "PREVIEW", "PHASE", "READY", "AGE"]));
+    assert_eq!(
+        header(&all),
+        cols(&[
+            "NAMESPACE",
+            "NAME",
+            "ACTIVE",
+            "VERSION",
+            "PREVIEW",
+            "PHASE",
+            "READY",
+            "AGE"
+        ])
+    );
     assert_eq!(row(&all, "w1")[0], "default");
     // A category naming one resource type prints that type's table.
     let by_category = k.ok(&["get", "kubesimtest"]).await;
     assert_eq!(header(&by_category), header(&out));
     assert_eq!(row(&by_category, "w1")[0], "w1");
     let yaml = k.ok(&["get", "wdg", "w1", "-o", "yaml"]).await;
-    assert!(yaml.contains("kind: Widget") && yaml.contains("replicas: 2") && yaml.contains("mode: Auto"), "{yaml}");
+    assert!(
+        yaml.contains("kind: Widget")
+            && yaml.contains("replicas: 2")
+            && yaml.contains("mode: Auto"),
+        "{yaml}"
+    );
 
     let described = k.ok(&["describe", "wdg", "w1"]).await;
-    assert!(described.contains("Name:") && described.contains("w1"), "{described}");
+    assert!(
+        described.contains("Name:") && described.contains("w1"),
+        "{described}"
+    );
     assert!(described.contains("Kind:         Widget"), "{described}");
 
     let out = k.ok(&["scale", "wdg", "w1", "--replicas", "5"]).await;
     assert_eq!(out.trim(), "widget.test.kubesim.dev/w1 scaled");
-    assert_eq!(k.ok(&["get", "wdg", "w1", "-o", "jsonpath={.spec.replicas}"]).await, "5");
+    assert_eq!(
+        k.ok(&["get", "wdg", "w1", "-o", "jsonpath={.spec.replicas}"])
+            .await,
+        "5"
+    );
 
     // wait --for=condition=Ready returns once a status patch sets the condition.
     let waiter = {
-        let args = ["wait", "--for=condition=Ready", "widget/w1", "--timeout=30s"];
+        let args = [
+            "wait",
+            "--for=condition=Ready",
+            "widget/w1",
+            "--timeout=30s",
+        ];
         let k2 = Kubectl::new(&server);
         tokio::spawn(async move { (k2.run(&args).await, k2) })
     };
@@ -89,10 +141,20 @@ async fn kubectl_applies_crds_and_shows_printer_columns() {
         .await
         .unwrap();
     let (out, _k2) = waiter.await.unwrap();
-    assert!(out.status.success(), "wait failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "widget.test.kubesim.dev/w1 condition met");
+    assert!(
+        out.status.success(),
+        "wait failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "widget.test.kubesim.dev/w1 condition met"
+    );
     let wide = k.ok(&["get", "wdg", "-o", "wide"]).await;
-    assert_eq!(row(&wide, "w1")[1..6], ["blue", "2.4.1", "2.5.0", "Stable", "True"]);
+    assert_eq!(
+        row(&wide, "w1")[1..6],
+        ["blue", "2.4.1", "2.5.0", "Stable", "True"]
+    );
     assert_eq!(*row(&wide, "w1").last().unwrap(), "serving 2.4.1");
 }
 
@@ -100,29 +162,79 @@ async fn kubectl_applies_crds_and_shows_printer_columns() {
 async fn kubectl_applies_the_project_crd_and_a_release() {
     let server = kubesim::Server::start().await.unwrap();
     let k = Kubectl::new(&server);
-    let crd = repo_root().join("charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml");
-    assert!(crd.exists(), "the project CRD {} is missing (run `make crds`)", crd.display());
+    let crd =
+        repo_root().join("charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml");
+    assert!(
+        crd.exists(),
+        "the project CRD {} is missing (run `make crds`)",
+        crd.display()
+    );
     let out = k.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
-    assert!(out.contains("bluegreenreleases.bluegreen.dev created"), "{out}");
-    let out = k.ok(&["apply", "--server-side", "--force-conflicts", "-f", crd.to_str().unwrap()]).await;
+    assert!(
+        out.contains("bluegreenreleases.bluegreen.dev created"),
+        "{out}"
+    );
+    let out = k
+        .ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            crd.to_str().unwrap(),
+        ])
+        .await;
     assert!(out.contains("serverside-applied"), "{out}");
 
     // Every example release applies; with no examples yet, a fixture shaped like DESIGN §2.
     let mut manifests: Vec<std::path::PathBuf> = std::fs::read_dir(repo_root().join("examples"))
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect()
+        })
         .unwrap_or_default();
-    manifests.retain(|p| std::fs::read_to_string(p).is_ok_and(|s| s.contains("kind: BlueGreenRelease")));
+    manifests
+        .retain(|p| std::fs::read_to_string(p).is_ok_and(|s| s.contains("kind: BlueGreenRelease")));
     if manifests.is_empty() {
         manifests.push(fixture("release.yaml"));
     }
     for m in &manifests {
         let out = k.ok(&["apply", "-f", m.to_str().unwrap()]).await;
-        assert!(out.contains("bluegreenrelease.bluegreen.dev/"), "{}: {out}", m.display());
+        assert!(
+            out.contains("bluegreenrelease.bluegreen.dev/"),
+            "{}: {out}",
+            m.display()
+        );
     }
     let out = k.ok(&["get", "bgr", "-A"]).await;
-    assert_eq!(header(&out), cols(&["NAMESPACE", "NAME", "ACTIVE", "VERSION", "PREVIEW", "PHASE", "READY", "AGE"]));
+    assert_eq!(
+        header(&out),
+        cols(&[
+            "NAMESPACE",
+            "NAME",
+            "ACTIVE",
+            "VERSION",
+            "PREVIEW",
+            "PHASE",
+            "READY",
+            "AGE"
+        ])
+    );
     let wide = k.ok(&["get", "bgrelease", "-A", "-o", "wide"]).await;
-    assert_eq!(header(&wide), cols(&["NAMESPACE", "NAME", "ACTIVE", "VERSION", "PREVIEW", "PHASE", "READY", "AGE", "MESSAGE"]));
+    assert_eq!(
+        header(&wide),
+        cols(&[
+            "NAMESPACE",
+            "NAME",
+            "ACTIVE",
+            "VERSION",
+            "PREVIEW",
+            "PHASE",
+            "READY",
+            "AGE",
+            "MESSAGE"
+        ])
+    );
     let by_category = k.ok(&["get", "bluegreen", "-A"]).await;
     assert_eq!(header(&by_category), header(&out));
 }
@@ -153,31 +265,65 @@ async fn kubectl_delete_cascades_and_events_list() {
     k.apply_stdin(&["apply", "-f", "-"], REPLICASET).await;
     let pods = eventually("two running pods", || async {
         let out = k.ok(&["get", "pods"]).await;
-        (out.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count() == 2).then_some(out)
+        (out.lines()
+            .filter(|l| l.contains("1/1") && l.contains("Running"))
+            .count()
+            == 2)
+            .then_some(out)
     })
     .await;
-    assert_eq!(header(&pods), cols(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"]));
+    assert_eq!(
+        header(&pods),
+        cols(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"])
+    );
     let rs = k.ok(&["get", "rs"]).await;
-    assert_eq!(header(&rs), cols(&["NAME", "DESIRED", "CURRENT", "READY", "AGE"]));
+    assert_eq!(
+        header(&rs),
+        cols(&["NAME", "DESIRED", "CURRENT", "READY", "AGE"])
+    );
     let events = k.ok(&["get", "events"]).await;
-    assert_eq!(header(&events), cols(&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]));
-    assert!(events.contains("SuccessfulCreate") && events.contains("replicaset/web"), "{events}");
+    assert_eq!(
+        header(&events),
+        cols(&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"])
+    );
+    assert!(
+        events.contains("SuccessfulCreate") && events.contains("replicaset/web"),
+        "{events}"
+    );
 
     // A ConfigMap owned by the ReplicaSet goes with it, as do the pods.
     let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
-    let uid = k.ok(&["get", "rs", "web", "-o", "jsonpath={.metadata.uid}"]).await;
+    let uid = k
+        .ok(&["get", "rs", "web", "-o", "jsonpath={.metadata.uid}"])
+        .await;
     let owned: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "web-config",
         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": uid}]}})).unwrap();
     cms.create(&PostParams::default(), &owned).await.unwrap();
     let out = k.ok(&["delete", "rs", "web"]).await;
     assert!(out.contains("replicaset.apps \"web\" deleted"), "{out}");
-    let left = k.run(&["get", "pods,cm/web-config", "--ignore-not-found"]).await;
-    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "{}", String::from_utf8_lossy(&left.stdout));
+    let left = k
+        .run(&["get", "pods,cm/web-config", "--ignore-not-found"])
+        .await;
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 
     let svc = k.apply_stdin(&["create", "-f", "-"], "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\nspec:\n  selector: {app: api}\n  ports:\n  - port: 80\n").await;
     assert_eq!(svc.trim(), "service/api created");
     let out = k.ok(&["get", "svc", "api"]).await;
-    assert_eq!(header(&out), cols(&["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]));
+    assert_eq!(
+        header(&out),
+        cols(&[
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ])
+    );
     let r = row(&out, "api");
     assert_eq!(r[1], "ClusterIP");
     assert!(r[2].starts_with("10.96."));
@@ -193,10 +339,20 @@ async fn kubectl_runs_jobs_and_reads_logs() {
     let k = Kubectl::new(&server);
     let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: smoke\nspec:\n  template:\n    metadata:\n      annotations:\n        kubesim.dev/log: \"GET / 200\\nok\"\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: t\n        image: curl\n";
     k.apply_stdin(&["apply", "-f", "-"], job).await;
-    let out = k.ok(&["wait", "--for=condition=Complete", "job/smoke", "--timeout=30s"]).await;
+    let out = k
+        .ok(&[
+            "wait",
+            "--for=condition=Complete",
+            "job/smoke",
+            "--timeout=30s",
+        ])
+        .await;
     assert_eq!(out.trim(), "job.batch/smoke condition met");
     let jobs = k.ok(&["get", "jobs"]).await;
-    assert_eq!(header(&jobs), cols(&["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]));
+    assert_eq!(
+        header(&jobs),
+        cols(&["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"])
+    );
     assert_eq!(row(&jobs, "smoke")[1..3], ["Complete", "1/1"]);
     assert_eq!(k.ok(&["logs", "job/smoke"]).await, "GET / 200\nok\n");
     assert_eq!(k.ok(&["logs", "job/smoke", "--tail=1"]).await, "ok\n");

@@ -7,12 +7,17 @@ use axum::response::Response;
 use serde_json::json;
 use std::collections::HashMap;
 
-use super::response::{error, json, read_body};
 use super::AppState;
+use super::response::{error, json, read_body};
 use crate::error::ApiError;
 use crate::faults::Fault;
 
-pub async fn faults(State(app): State<AppState>, method: Method, _h: HeaderMap, body: Body) -> Response {
+pub async fn faults(
+    State(app): State<AppState>,
+    method: Method,
+    _h: HeaderMap,
+    body: Body,
+) -> Response {
     match method {
         Method::POST => {
             let bytes = match read_body(body).await {
@@ -35,12 +40,19 @@ pub async fn faults(State(app): State<AppState>, method: Method, _h: HeaderMap, 
     }
 }
 
-pub async fn audit(State(app): State<AppState>, method: Method, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn audit(
+    State(app): State<AppState>,
+    method: Method,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     match method {
         Method::GET => {
             let since = q.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
             let items = app.audit.since(since);
-            json(200, &json!({"items": items, "nextSeq": app.audit.next_seq()}))
+            json(
+                200,
+                &json!({"items": items, "nextSeq": app.audit.next_seq()}),
+            )
         }
         Method::DELETE => {
             app.audit.clear();

@@ -48,14 +48,20 @@ impl Shared {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/version", get(|| async { json(200, &discovery::version()) }))
+        .route(
+            "/version",
+            get(|| async { json(200, &discovery::version()) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/api", get(api_versions))
         .route("/apis", get(group_list))
         .route("/openapi/v2", get(openapi_v2))
-        .route("/openapi/v3", get(|| async { json(200, &json!({"paths": {}})) }))
+        .route(
+            "/openapi/v3",
+            get(|| async { json(200, &json!({"paths": {}})) }),
+        )
         .route("/kubesim/v1/faults", any(admin::faults))
         .route("/kubesim/v1/audit", any(admin::audit))
         .fallback(resource::dispatch)
@@ -75,16 +81,24 @@ async fn group_list(State(app): State<AppState>) -> Response {
 /// message is a valid, empty `Document`, so client-side validation finds no schema
 /// for any kind and skips it (the server validates custom resources itself).
 async fn openapi_v2(headers: axum::http::HeaderMap) -> Response {
-    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.contains("protobuf") {
         let mut r = Response::new(axum::body::Body::empty());
         r.headers_mut().insert(
             axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+            axum::http::HeaderValue::from_static(
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            ),
         );
         return r;
     }
-    json(200, &json!({"swagger": "2.0", "info": {"title": "kubesim", "version": "v1.34.0"}, "paths": {}, "definitions": {}}))
+    json(
+        200,
+        &json!({"swagger": "2.0", "info": {"title": "kubesim", "version": "v1.34.0"}, "paths": {}, "definitions": {}}),
+    )
 }
 
 fn not_found(path: &str) -> Response {

@@ -40,21 +40,33 @@ enum Parsed {
 }
 
 fn parse_path(app: &AppState, path: &str) -> Result<Parsed, Response> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g] => {
             let reg = app.cluster.lock().registry.clone();
-            return discovery::api_group(&reg, g).map(|v| Parsed::Discovery(json(200, &v))).ok_or_else(|| not_found(path));
+            return discovery::api_group(&reg, g)
+                .map(|v| Parsed::Discovery(json(200, &v)))
+                .ok_or_else(|| not_found(path));
         }
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(not_found(path)),
     };
     if rest.is_empty() {
         let reg = app.cluster.lock().registry.clone();
-        return discovery::resource_list(&reg, group, version).map(|v| Parsed::Discovery(json(200, &v))).ok_or_else(|| not_found(path));
+        return discovery::resource_list(&reg, group, version)
+            .map(|v| Parsed::Discovery(json(200, &v)))
+            .ok_or_else(|| not_found(path));
     }
-    let mut t = Target { group: group.to_string(), version: version.to_string(), ..Default::default() };
+    let mut t = Target {
+        group: group.to_string(),
+        version: version.to_string(),
+        ..Default::default()
+    };
     let own = |s: &&str| s.to_string();
     match rest {
         ["namespaces", ns, sub] if group.is_empty() && matches!(*sub, "status" | "finalize") => {
@@ -105,9 +117,15 @@ pub async fn dispatch(
         Ok(Parsed::Discovery(r)) => return r,
         Err(r) => return r,
     };
-    let q: HashMap<String, String> = Query::try_from_uri(&uri).map(|Query(q)| q).unwrap_or_default();
+    let q: HashMap<String, String> = Query::try_from_uri(&uri)
+        .map(|Query(q)| q)
+        .unwrap_or_default();
     let verb = verb_of(&method, &t, &q);
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let ct = content_type(&headers);
     let mut entry = AuditEntry {
         verb: verb.to_string(),
@@ -145,7 +163,14 @@ pub async fn dispatch(
     let resp = match verdict.fail {
         Some((code, msg)) => error(&ApiError::injected(code, msg)),
         None => {
-            let req = Request { app: app.clone(), t, q, headers, verb, user_agent };
+            let req = Request {
+                app: app.clone(),
+                t,
+                q,
+                headers,
+                verb,
+                user_agent,
+            };
             match req.serve(method, body).await {
                 Ok(r) => r,
                 Err(e) => error(&e),
@@ -171,7 +196,12 @@ impl Request {
         self.app
             .cluster
             .resolve(&self.t.group, &self.t.version, &self.t.resource)
-            .ok_or_else(|| ApiError::not_found_path(&format!("the server could not find the requested resource {}", self.t.resource)))
+            .ok_or_else(|| {
+                ApiError::not_found_path(&format!(
+                    "the server could not find the requested resource {}",
+                    self.t.resource
+                ))
+            })
     }
 
     fn ns(&self) -> &str {
@@ -186,8 +216,15 @@ impl Request {
         let manager = match self.q.get("fieldManager") {
             Some(m) if !m.is_empty() => m.clone(),
             // The apiserver defaults the manager to the user agent's product name.
-            _ if self.verb == "patch" && self.patch_type() == Some(PatchType::Apply) => String::new(),
-            _ => self.user_agent.split('/').next().unwrap_or("unknown").to_string(),
+            _ if self.verb == "patch" && self.patch_type() == Some(PatchType::Apply) => {
+                String::new()
+            }
+            _ => self
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or("unknown")
+                .to_string(),
         };
         WriteOpts {
             manager,
@@ -202,36 +239,70 @@ impl Request {
 
     fn list_opts(&self) -> ApiResult<ListOpts> {
         Ok(ListOpts {
-            labels: LabelSelector::parse(self.q.get("labelSelector").map(String::as_str).unwrap_or(""))?,
-            fields: FieldSelector::parse(self.q.get("fieldSelector").map(String::as_str).unwrap_or(""))?,
-            limit: self.q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0),
+            labels: LabelSelector::parse(
+                self.q
+                    .get("labelSelector")
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            )?,
+            fields: FieldSelector::parse(
+                self.q
+                    .get("fieldSelector")
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            )?,
+            limit: self
+                .q
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .filter(|l| *l > 0),
             continue_token: self.q.get("continue").cloned(),
         })
     }
 
     fn accept(&self) -> &str {
-        self.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     fn table_include(&self) -> Option<String> {
-        table::wants_table(self.accept()).then(|| self.q.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into()))
+        table::wants_table(self.accept()).then(|| {
+            self.q
+                .get("includeObject")
+                .cloned()
+                .unwrap_or_else(|| "Metadata".into())
+        })
     }
 
     fn sub(&self) -> ApiResult<Sub> {
         match self.t.subresource.as_deref() {
             None => Ok(Sub::Main),
             Some("status") => Ok(Sub::Status),
-            Some(other) => Err(ApiError::not_found_path(&format!("{}/{other}", self.t.resource))),
+            Some(other) => Err(ApiError::not_found_path(&format!(
+                "{}/{other}",
+                self.t.resource
+            ))),
         }
     }
 
     async fn serve(self, method: Method, body: Body) -> ApiResult<Response> {
         let def = self.def()?;
-        if def.namespaced && self.t.namespace.is_none() && !matches!(self.verb, "list" | "watch" | "deletecollection") {
-            return Err(ApiError::not_found_path(&format!("the server could not find the requested resource {}", self.t.resource)));
+        if def.namespaced
+            && self.t.namespace.is_none()
+            && !matches!(self.verb, "list" | "watch" | "deletecollection")
+        {
+            return Err(ApiError::not_found_path(&format!(
+                "the server could not find the requested resource {}",
+                self.t.resource
+            )));
         }
         if !def.namespaced && self.t.namespace.is_some() {
-            return Err(ApiError::not_found_path(&format!("{} is not namespaced", def.plural)));
+            return Err(ApiError::not_found_path(&format!(
+                "{} is not namespaced",
+                def.plural
+            )));
         }
         let sub = self.t.subresource.as_deref();
         let valid_sub = match sub {
@@ -243,20 +314,30 @@ impl Request {
             _ => false,
         };
         if !valid_sub || (sub.is_some() && self.t.name.is_none()) {
-            return Err(ApiError::not_found_path(&format!("{}/{}", self.t.resource, sub.unwrap_or(""))));
+            return Err(ApiError::not_found_path(&format!(
+                "{}/{}",
+                self.t.resource,
+                sub.unwrap_or("")
+            )));
         }
         let bytes = read_body(body).await?;
         let cluster = self.app.cluster.clone();
         let v = self.t.version.as_str();
         match (self.verb, sub) {
-            ("get", Some("scale")) => Ok(json(200, &cluster.get_scale(&def, v, self.ns(), self.name())?)),
+            ("get", Some("scale")) => Ok(json(
+                200,
+                &cluster.get_scale(&def, v, self.ns(), self.name())?,
+            )),
             ("get", Some("log")) => self.log(&def),
             ("get", _) => {
                 let obj = cluster.get(&def, v, self.ns(), self.name())?;
                 match self.table_include() {
                     Some(inc) => {
                         let rv = obj["metadata"]["resourceVersion"].clone();
-                        Ok(json(200, &table::build(&def, v, &[obj], &inc, json!({"resourceVersion": rv}))))
+                        Ok(json(
+                            200,
+                            &table::build(&def, v, &[obj], &inc, json!({"resourceVersion": rv})),
+                        ))
                     }
                     None => Ok(json(200, &obj)),
                 }
@@ -265,7 +346,9 @@ impl Request {
             ("watch", _) => self.watch(def.clone()),
             ("create", _) => {
                 if self.t.name.is_some() {
-                    return Err(ApiError::method_not_allowed("POST is not supported on a named resource"));
+                    return Err(ApiError::method_not_allowed(
+                        "POST is not supported on a named resource",
+                    ));
                 }
                 let obj = decode_object(&content_type(&self.headers), &bytes)?;
                 self.check_identity(&def, &obj)?;
@@ -274,45 +357,111 @@ impl Request {
             }
             ("update", Some("scale")) => {
                 let obj = decode_object(&content_type(&self.headers), &bytes)?;
-                Ok(json(200, &cluster.update_scale(&def, v, self.ns(), self.name(), obj, &self.write_opts())?))
+                Ok(json(
+                    200,
+                    &cluster.update_scale(
+                        &def,
+                        v,
+                        self.ns(),
+                        self.name(),
+                        obj,
+                        &self.write_opts(),
+                    )?,
+                ))
             }
             ("update", _) => {
                 let obj = decode_object(&content_type(&self.headers), &bytes)?;
                 self.check_identity(&def, &obj)?;
-                Ok(json(200, &cluster.update(&def, v, self.ns(), self.name(), obj, self.sub()?, &self.write_opts())?))
+                Ok(json(
+                    200,
+                    &cluster.update(
+                        &def,
+                        v,
+                        self.ns(),
+                        self.name(),
+                        obj,
+                        self.sub()?,
+                        &self.write_opts(),
+                    )?,
+                ))
             }
             ("patch", Some("scale")) => {
-                let kind = self.patch_type().ok_or_else(|| ApiError::unsupported_media_type(&content_type(&self.headers)))?;
+                let kind = self.patch_type().ok_or_else(|| {
+                    ApiError::unsupported_media_type(&content_type(&self.headers))
+                })?;
                 let mut scale = cluster.get_scale(&def, v, self.ns(), self.name())?;
                 if kind == PatchType::Apply {
-                    let cfg: Value = crate::patch::parse_json(&bytes)
-                        .or_else(|_| serde_saphyr::from_str(std::str::from_utf8(&bytes).unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string())))?;
+                    let cfg: Value = crate::patch::parse_json(&bytes).or_else(|_| {
+                        serde_saphyr::from_str(std::str::from_utf8(&bytes).unwrap_or(""))
+                            .map_err(|e| ApiError::bad_request(e.to_string()))
+                    })?;
                     crate::apply::merge_applied(&mut scale, &cfg, "");
                 } else {
                     crate::patch::apply_patch(&mut scale, kind, &bytes)?;
                 }
-                Ok(json(200, &cluster.update_scale(&def, v, self.ns(), self.name(), scale, &self.write_opts())?))
+                Ok(json(
+                    200,
+                    &cluster.update_scale(
+                        &def,
+                        v,
+                        self.ns(),
+                        self.name(),
+                        scale,
+                        &self.write_opts(),
+                    )?,
+                ))
             }
             ("patch", _) => {
-                let kind = self.patch_type().ok_or_else(|| ApiError::unsupported_media_type(&content_type(&self.headers)))?;
-                Ok(json(200, &cluster.patch(&def, v, self.ns(), self.name(), kind, &bytes, self.sub()?, &self.write_opts())?))
+                let kind = self.patch_type().ok_or_else(|| {
+                    ApiError::unsupported_media_type(&content_type(&self.headers))
+                })?;
+                Ok(json(
+                    200,
+                    &cluster.patch(
+                        &def,
+                        v,
+                        self.ns(),
+                        self.name(),
+                        kind,
+                        &bytes,
+                        self.sub()?,
+                        &self.write_opts(),
+                    )?,
+                ))
             }
             ("delete", _) => {
                 let opts = self.delete_opts(&bytes)?;
-                Ok(json(200, &cluster.delete(&def, v, self.ns(), self.name(), &opts)?))
+                Ok(json(
+                    200,
+                    &cluster.delete(&def, v, self.ns(), self.name(), &opts)?,
+                ))
             }
             ("deletecollection", _) => {
                 let opts = self.delete_opts(&bytes)?;
-                let items = cluster.delete_collection(&def, v, self.t.namespace.as_deref(), &self.list_opts()?, &opts)?;
-                Ok(json(200, &json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(v), "metadata": {}, "items": items})))
+                let items = cluster.delete_collection(
+                    &def,
+                    v,
+                    self.t.namespace.as_deref(),
+                    &self.list_opts()?,
+                    &opts,
+                )?;
+                Ok(json(
+                    200,
+                    &json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(v), "metadata": {}, "items": items}),
+                ))
             }
-            _ => Err(ApiError::method_not_allowed(format!("{method} is not supported"))),
+            _ => Err(ApiError::method_not_allowed(format!(
+                "{method} is not supported"
+            ))),
         }
     }
 
     /// Body identity must agree with the URL (namespace, kind, apiVersion).
     fn check_identity(&self, def: &ResourceDef, obj: &Value) -> ApiResult<()> {
-        let body_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+        let body_ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if def.namespaced && !body_ns.is_empty() && body_ns != self.ns() {
             return Err(ApiError::bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request",
@@ -321,12 +470,18 @@ impl Request {
         if let Some(k) = obj.get("kind").and_then(Value::as_str)
             && k != def.kind
         {
-            return Err(ApiError::bad_request(format!("the kind of the body ({k}) does not match the resource {}", def.plural)));
+            return Err(ApiError::bad_request(format!(
+                "the kind of the body ({k}) does not match the resource {}",
+                def.plural
+            )));
         }
         if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
             && !def.versions.iter().any(|v| def.api_version(v) == av)
         {
-            return Err(ApiError::bad_request(format!("the API version in the data ({av}) does not match the expected API version ({})", def.api_version(&self.t.version))));
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                def.api_version(&self.t.version)
+            )));
         }
         Ok(())
     }
@@ -337,35 +492,56 @@ impl Request {
         } else if content_type(&self.headers).starts_with(crate::proto::MEDIA_TYPE) {
             crate::proto::decode(body)?
         } else {
-            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
-        let policy = self
-            .q
-            .get("propagationPolicy")
-            .cloned()
-            .or_else(|| b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
-        let orphan = self.q.get("orphanDependents").is_some_and(|o| o == "true") || b.get("orphanDependents") == Some(&json!(true));
+        let policy = self.q.get("propagationPolicy").cloned().or_else(|| {
+            b.get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        let orphan = self.q.get("orphanDependents").is_some_and(|o| o == "true")
+            || b.get("orphanDependents") == Some(&json!(true));
         let propagation = match policy.as_deref() {
             Some("Foreground") => Propagation::Foreground,
             Some("Orphan") => Propagation::Orphan,
             Some("Background") | None => {
-                if orphan { Propagation::Orphan } else { Propagation::Background }
+                if orphan {
+                    Propagation::Orphan
+                } else {
+                    Propagation::Background
+                }
             }
-            Some(other) => return Err(ApiError::bad_request(format!("invalid propagationPolicy {other:?}"))),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid propagationPolicy {other:?}"
+                )));
+            }
         };
         let dry = self.q.get("dryRun").is_some_and(|d| d == "All")
-            || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.contains(&json!("All")));
+            || b.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.contains(&json!("All")));
         Ok(DeleteOpts {
             propagation,
-            precondition_rv: b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
-            precondition_uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+            precondition_rv: b
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            precondition_uid: b
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             dry_run: dry,
         })
     }
 
     fn list(&self, def: &ResourceDef) -> ApiResult<Response> {
         let v = self.t.version.as_str();
-        let res = self.app.cluster.list(def, v, self.t.namespace.as_deref(), &self.list_opts()?)?;
+        let res = self
+            .app
+            .cluster
+            .list(def, v, self.t.namespace.as_deref(), &self.list_opts()?)?;
         let mut meta = json!({"resourceVersion": res.resource_version.to_string()});
         if let Some(c) = &res.continue_token {
             meta["continue"] = json!(c);
@@ -376,16 +552,33 @@ impl Request {
         if let Some(inc) = self.table_include() {
             return Ok(json(200, &table::build(def, v, &res.items, &inc, meta)));
         }
-        Ok(json(200, &json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(v), "metadata": meta, "items": res.items})))
+        Ok(json(
+            200,
+            &json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(v), "metadata": meta, "items": res.items}),
+        ))
     }
 
     fn watch(&self, def: Arc<ResourceDef>) -> ApiResult<Response> {
         let flag = |k: &str| self.q.get(k).is_some_and(|v| v == "true" || v == "1");
         let params = WatchParams {
             resource_version: self.q.get("resourceVersion").cloned(),
-            labels: LabelSelector::parse(self.q.get("labelSelector").map(String::as_str).unwrap_or(""))?,
-            fields: FieldSelector::parse(self.q.get("fieldSelector").map(String::as_str).unwrap_or(""))?,
-            timeout: self.q.get("timeoutSeconds").and_then(|t| t.parse().ok()).map(Duration::from_secs),
+            labels: LabelSelector::parse(
+                self.q
+                    .get("labelSelector")
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            )?,
+            fields: FieldSelector::parse(
+                self.q
+                    .get("fieldSelector")
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            )?,
+            timeout: self
+                .q
+                .get("timeoutSeconds")
+                .and_then(|t| t.parse().ok())
+                .map(Duration::from_secs),
             bookmarks: flag("allowWatchBookmarks"),
             send_initial_events: flag("sendInitialEvents"),
             table: self.table_include(),
@@ -399,14 +592,26 @@ impl Request {
             self.app.close_watches.subscribe(),
         )?;
         let mut r = Response::new(Body::from_stream(stream));
-        r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static header"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "application/json".parse().expect("static header"),
+        );
         Ok(r)
     }
 
     fn log(&self, def: &ResourceDef) -> ApiResult<Response> {
-        let pod = self.app.cluster.get(def, &self.t.version, self.ns(), self.name())?;
-        let log = crate::meta::annotation(&pod, "kubesim.dev/log").unwrap_or("").to_string();
-        let out = match self.q.get("tailLines").and_then(|t| t.parse::<usize>().ok()) {
+        let pod = self
+            .app
+            .cluster
+            .get(def, &self.t.version, self.ns(), self.name())?;
+        let log = crate::meta::annotation(&pod, "kubesim.dev/log")
+            .unwrap_or("")
+            .to_string();
+        let out = match self
+            .q
+            .get("tailLines")
+            .and_then(|t| t.parse::<usize>().ok())
+        {
             Some(n) => {
                 let lines: Vec<&str> = log.lines().collect();
                 let start = lines.len().saturating_sub(n);

@@ -13,7 +13,10 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub fn json(code: u16, v: &Value) -> Response {
     let mut r = Response::new(Body::from(v.to_string()));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -26,23 +29,34 @@ pub fn text(s: String) -> Response {
 }
 
 pub fn content_type(headers: &HeaderMap) -> String {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large())
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large())
 }
 
 /// Decodes a create/update body: JSON, or YAML when the client says so.
 pub fn decode_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     let base = ct.split(';').next().unwrap_or("").trim();
     let v: Value = match base {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("Object 'Kind' is missing or body is not valid JSON: {e}")))?,
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "Object 'Kind' is missing or body is not valid JSON: {e}"
+            ))
+        })?,
         crate::proto::MEDIA_TYPE => crate::proto::decode(body)?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
-            let s = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-            serde_saphyr::from_str(s).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+            let s = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+            serde_saphyr::from_str(s)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     };

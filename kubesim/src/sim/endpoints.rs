@@ -19,7 +19,12 @@ fn target_port(port: &Value, pod: Option<&Value>) -> Value {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
+            .flat_map(|c| {
+                c.get("ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
             .find(|cp| cp.get("name").and_then(Value::as_str) == Some(name))
             .and_then(|cp| cp.get("containerPort").cloned())
             .unwrap_or_else(|| port.get("port").cloned().unwrap_or(Value::Null)),
@@ -30,16 +35,31 @@ fn target_port(port: &Value, pod: Option<&Value>) -> Value {
 
 impl Sim {
     pub(super) fn reconcile_endpoints(&self, ns: &str, name: &str) {
-        let Some(svc) = self.cluster.get_stored(&self.services.storage, ns, name) else { return };
-        let Some(sel) = svc.pointer("/spec/selector").and_then(Value::as_object).filter(|s| !s.is_empty()) else {
+        let Some(svc) = self.cluster.get_stored(&self.services.storage, ns, name) else {
+            return;
+        };
+        let Some(sel) = svc
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .filter(|s| !s.is_empty())
+        else {
             return; // selector-less Services have user-managed endpoints
         };
         let sel = LabelSelector::from_map(sel);
         let pods = self.cluster.scan(&gr("", "pods"), Some(ns), |p| {
-            sel.matches(p) && p.pointer("/status/podIP").is_some() && p.pointer("/metadata/deletionTimestamp").is_none()
-                && !matches!(p.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
+            sel.matches(p)
+                && p.pointer("/status/podIP").is_some()
+                && p.pointer("/metadata/deletionTimestamp").is_none()
+                && !matches!(
+                    p.pointer("/status/phase").and_then(Value::as_str),
+                    Some("Succeeded" | "Failed")
+                )
         });
-        let svc_ports: Vec<Value> = svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        let svc_ports: Vec<Value> = svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let ports: Vec<Value> = svc_ports
             .iter()
             .map(|p| {
@@ -50,8 +70,10 @@ impl Sim {
                 e
             })
             .collect();
-        let address = |p: &Value| json!({"ip": p.pointer("/status/podIP").cloned().unwrap_or(Value::Null), "nodeName": "kubesim-node",
-            "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}});
+        let address = |p: &Value| {
+            json!({"ip": p.pointer("/status/podIP").cloned().unwrap_or(Value::Null), "nodeName": "kubesim-node",
+            "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}})
+        };
         let ready: Vec<Value> = pods.iter().filter(|p| is_ready(p)).map(address).collect();
         let not_ready: Vec<Value> = pods.iter().filter(|p| !is_ready(p)).map(address).collect();
         let mut subset = json!({"ports": ports});
@@ -61,13 +83,23 @@ impl Sim {
         if !not_ready.is_empty() {
             subset["notReadyAddresses"] = json!(not_ready);
         }
-        let subsets = if pods.is_empty() { json!([]) } else { json!([subset]) };
-        let labels = svc.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        let subsets = if pods.is_empty() {
+            json!([])
+        } else {
+            json!([subset])
+        };
+        let labels = svc
+            .pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         let desired = json!({"apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": name, "namespace": ns, "labels": labels}, "subsets": subsets});
         self.upsert(&self.endpoints, ns, name, desired, &["subsets"]);
 
-        let slice_name = format!("{name}-{}", &meta::uid(&svc).replace('-', "")[..5.min(meta::uid(&svc).len())]);
+        let slice_name = format!(
+            "{name}-{}",
+            &meta::uid(&svc).replace('-', "")[..5.min(meta::uid(&svc).len())]
+        );
         let endpoints: Vec<Value> = pods
             .iter()
             .map(|p| json!({
@@ -77,22 +109,41 @@ impl Sim {
                 "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)},
             }))
             .collect();
-        let mut slice_labels = svc.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        let mut slice_labels = svc
+            .pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         slice_labels["kubernetes.io/service-name"] = json!(name);
-        slice_labels["endpointslice.kubernetes.io/managed-by"] = json!("endpointslice-controller.k8s.io");
+        slice_labels["endpointslice.kubernetes.io/managed-by"] =
+            json!("endpointslice-controller.k8s.io");
         let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": slice_name, "namespace": ns, "labels": slice_labels,
                          "ownerReferences": [controller_ref(&svc, "v1", "Service")]},
             "addressType": "IPv4", "endpoints": endpoints, "ports": ports});
-        self.upsert(&self.slices, ns, &slice_name, slice, &["endpoints", "ports"]);
+        self.upsert(
+            &self.slices,
+            ns,
+            &slice_name,
+            slice,
+            &["endpoints", "ports"],
+        );
     }
 
     /// Creates `desired` or updates the listed top-level fields (and labels) when they differ.
-    fn upsert(&self, def: &crate::registry::ResourceDef, ns: &str, name: &str, desired: Value, fields: &[&str]) {
+    fn upsert(
+        &self,
+        def: &crate::registry::ResourceDef,
+        ns: &str,
+        name: &str,
+        desired: Value,
+        fields: &[&str],
+    ) {
         let opts = WriteOpts::manager(MANAGER);
         match self.cluster.get_stored(&def.storage, ns, name) {
             None => {
-                let _ = self.cluster.create(def, &def.versions[0], ns, desired, &opts);
+                let _ = self
+                    .cluster
+                    .create(def, &def.versions[0], ns, desired, &opts);
             }
             Some(cur) => {
                 let mut next = cur.clone();
@@ -101,7 +152,15 @@ impl Sim {
                 }
                 next["metadata"]["labels"] = desired["metadata"]["labels"].clone();
                 if next != cur {
-                    let _ = self.cluster.update(def, &def.versions[0], ns, name, next, Sub::Main, &opts);
+                    let _ = self.cluster.update(
+                        def,
+                        &def.versions[0],
+                        ns,
+                        name,
+                        next,
+                        Sub::Main,
+                        &opts,
+                    );
                 }
             }
         }

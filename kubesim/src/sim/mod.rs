@@ -23,11 +23,25 @@ use crate::store::{EventType, StoreEvent};
 /// Work items for the loop.
 #[derive(Debug, Clone)]
 enum Work {
-    ReplicaSet { ns: String, name: String },
-    Job { ns: String, name: String },
-    Service { ns: String, name: String },
+    ReplicaSet {
+        ns: String,
+        name: String,
+    },
+    Job {
+        ns: String,
+        name: String,
+    },
+    Service {
+        ns: String,
+        name: String,
+    },
     /// A pod timer fired; `uid` guards against a recreated pod of the same name.
-    Pod { ns: String, name: String, uid: String, step: pod::Step },
+    Pod {
+        ns: String,
+        name: String,
+        uid: String,
+        step: pod::Step,
+    },
 }
 
 pub fn spawn(cluster: Arc<Cluster>) -> JoinHandle<()> {
@@ -71,7 +85,11 @@ impl Sim {
         }
     }
 
-    async fn run(self, mut events: broadcast::Receiver<Arc<StoreEvent>>, mut rx: mpsc::UnboundedReceiver<Work>) {
+    async fn run(
+        self,
+        mut events: broadcast::Receiver<Arc<StoreEvent>>,
+        mut rx: mpsc::UnboundedReceiver<Work>,
+    ) {
         self.resync();
         loop {
             tokio::select! {
@@ -87,16 +105,30 @@ impl Sim {
     }
 
     fn resync(&self) {
-        for o in self.cluster.scan(&gr("apps", "replicasets"), None, |_| true) {
-            self.handle(Work::ReplicaSet { ns: meta::namespace(&o).into(), name: meta::name(&o).into() });
+        for o in self
+            .cluster
+            .scan(&gr("apps", "replicasets"), None, |_| true)
+        {
+            self.handle(Work::ReplicaSet {
+                ns: meta::namespace(&o).into(),
+                name: meta::name(&o).into(),
+            });
         }
         for o in self.cluster.scan(&gr("batch", "jobs"), None, |_| true) {
-            self.handle(Work::Job { ns: meta::namespace(&o).into(), name: meta::name(&o).into() });
+            self.handle(Work::Job {
+                ns: meta::namespace(&o).into(),
+                name: meta::name(&o).into(),
+            });
         }
         for o in self.cluster.scan(&gr("", "services"), None, |_| true) {
-            self.handle(Work::Service { ns: meta::namespace(&o).into(), name: meta::name(&o).into() });
+            self.handle(Work::Service {
+                ns: meta::namespace(&o).into(),
+                name: meta::name(&o).into(),
+            });
         }
-        for o in self.cluster.scan(&gr("", "pods"), None, |p| p.pointer("/status/podIP").is_none()) {
+        for o in self.cluster.scan(&gr("", "pods"), None, |p| {
+            p.pointer("/status/podIP").is_none()
+        }) {
             self.start_pod(&o);
         }
     }
@@ -105,8 +137,12 @@ impl Sim {
         let k = &ev.key;
         let (ns, name) = (k.namespace.clone(), k.name.clone());
         match (k.gr.group.as_str(), k.gr.resource.as_str()) {
-            ("apps", "replicasets") if ev.kind != EventType::Deleted => self.handle(Work::ReplicaSet { ns, name }),
-            ("batch", "jobs") if ev.kind != EventType::Deleted => self.handle(Work::Job { ns, name }),
+            ("apps", "replicasets") if ev.kind != EventType::Deleted => {
+                self.handle(Work::ReplicaSet { ns, name })
+            }
+            ("batch", "jobs") if ev.kind != EventType::Deleted => {
+                self.handle(Work::Job { ns, name })
+            }
             ("", "services") => {
                 if ev.kind == EventType::Deleted {
                     self.delete_quietly(&self.endpoints, &ns, &name);
@@ -127,25 +163,50 @@ impl Sim {
     /// A pod changed: its controller and the Services selecting it must look again.
     fn pod_changed(&self, pod: &Value, old: Option<&Value>) {
         let ns = meta::namespace(pod).to_string();
-        for r in pod.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten() {
+        for r in pod
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if r.get("controller") != Some(&json!(true)) {
                 continue;
             }
-            let name = r.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let name = r
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             match r.get("kind").and_then(Value::as_str) {
-                Some("ReplicaSet") => self.handle(Work::ReplicaSet { ns: ns.clone(), name }),
-                Some("Job") => self.handle(Work::Job { ns: ns.clone(), name }),
+                Some("ReplicaSet") => self.handle(Work::ReplicaSet {
+                    ns: ns.clone(),
+                    name,
+                }),
+                Some("Job") => self.handle(Work::Job {
+                    ns: ns.clone(),
+                    name,
+                }),
                 _ => {}
             }
         }
-        let labels = |p: &Value| p.pointer("/metadata/labels").and_then(Value::as_object).cloned();
+        let labels = |p: &Value| {
+            p.pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .cloned()
+        };
         let (now, before) = (labels(pod), old.and_then(labels));
         for svc in self.cluster.scan(&gr("", "services"), Some(&ns), |s| {
-            let Some(sel) = s.pointer("/spec/selector").and_then(Value::as_object) else { return false };
+            let Some(sel) = s.pointer("/spec/selector").and_then(Value::as_object) else {
+                return false;
+            };
             let sel = crate::selector::LabelSelector::from_map(sel);
-            !sel.is_empty() && (sel.matches_labels(now.as_ref()) || sel.matches_labels(before.as_ref()))
+            !sel.is_empty()
+                && (sel.matches_labels(now.as_ref()) || sel.matches_labels(before.as_ref()))
         }) {
-            self.handle(Work::Service { ns: ns.clone(), name: meta::name(&svc).to_string() });
+            self.handle(Work::Service {
+                ns: ns.clone(),
+                name: meta::name(&svc).to_string(),
+            });
         }
     }
 
@@ -154,7 +215,12 @@ impl Sim {
             Work::ReplicaSet { ns, name } => self.reconcile_replicaset(&ns, &name),
             Work::Job { ns, name } => self.reconcile_job(&ns, &name),
             Work::Service { ns, name } => self.reconcile_endpoints(&ns, &name),
-            Work::Pod { ns, name, uid, step } => self.pod_step(&ns, &name, &uid, step),
+            Work::Pod {
+                ns,
+                name,
+                uid,
+                step,
+            } => self.pod_step(&ns, &name, &uid, step),
         }
     }
 
@@ -167,15 +233,32 @@ impl Sim {
     }
 
     /// Writes `status` of a stored object if `f` changed it; retries once on conflict.
-    fn update_status(&self, def: &ResourceDef, ns: &str, name: &str, manager: &str, f: impl Fn(&mut Value)) {
+    fn update_status(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        manager: &str,
+        f: impl Fn(&mut Value),
+    ) {
         for _ in 0..3 {
-            let Some(cur) = self.cluster.get_stored(&def.storage, ns, name) else { return };
+            let Some(cur) = self.cluster.get_stored(&def.storage, ns, name) else {
+                return;
+            };
             let mut next = cur.clone();
             f(&mut next);
             if next.get("status") == cur.get("status") {
                 return;
             }
-            match self.cluster.update(def, &def.versions[0], ns, name, next, Sub::Status, &WriteOpts::manager(manager)) {
+            match self.cluster.update(
+                def,
+                &def.versions[0],
+                ns,
+                name,
+                next,
+                Sub::Status,
+                &WriteOpts::manager(manager),
+            ) {
                 Err(e) if e.code == 409 => continue,
                 _ => return,
             }
@@ -183,11 +266,21 @@ impl Sim {
     }
 
     fn delete_quietly(&self, def: &ResourceDef, ns: &str, name: &str) {
-        let _ = self.cluster.delete(def, &def.versions[0], ns, name, &DeleteOpts::default());
+        let _ = self
+            .cluster
+            .delete(def, &def.versions[0], ns, name, &DeleteOpts::default());
     }
 
     /// Records a core/v1 Event about `obj`, like controllers do.
-    fn record(&self, obj: &Value, kind: &str, typ: &str, reason: &str, message: String, component: &str) {
+    fn record(
+        &self,
+        obj: &Value,
+        kind: &str,
+        typ: &str,
+        reason: &str,
+        message: String,
+        component: &str,
+    ) {
         let ns = meta::namespace(obj);
         let now = meta::now();
         let ev = json!({
@@ -199,14 +292,19 @@ impl Sim {
             "source": {"component": component}, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
             "reportingComponent": component, "reportingInstance": "",
         });
-        let _ = self.cluster.create(&self.events, "v1", ns, ev, &WriteOpts::manager(component));
+        let _ = self
+            .cluster
+            .create(&self.events, "v1", ns, ev, &WriteOpts::manager(component));
     }
 }
 
 fn owned_by(obj: &Value, uid: &str) -> bool {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(uid)))
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+        })
 }
 
 fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {

@@ -24,7 +24,10 @@ fn is_job_pod(pod: &Value) -> bool {
     pod.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .is_some_and(|r| r.iter().any(|o| o.get("kind") == Some(&json!("Job"))))
-        || matches!(pod.pointer("/spec/restartPolicy").and_then(Value::as_str), Some("Never" | "OnFailure"))
+        || matches!(
+            pod.pointer("/spec/restartPolicy").and_then(Value::as_str),
+            Some("Never" | "OnFailure")
+        )
 }
 
 fn container_names(pod: &Value) -> Vec<(String, String)> {
@@ -34,8 +37,14 @@ fn container_names(pod: &Value) -> Vec<(String, String)> {
         .flatten()
         .map(|c| {
             (
-                c.get("name").and_then(Value::as_str).unwrap_or("main").to_string(),
-                c.get("image").and_then(Value::as_str).unwrap_or_default().to_string(),
+                c.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("main")
+                    .to_string(),
+                c.get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect()
@@ -63,7 +72,11 @@ fn set_ready(status: &mut Value, ready: bool) {
 
 impl Sim {
     pub(super) fn start_pod(&self, pod: &Value) {
-        let (ns, name, uid) = (meta::namespace(pod).to_string(), meta::name(pod).to_string(), meta::uid(pod).to_string());
+        let (ns, name, uid) = (
+            meta::namespace(pod).to_string(),
+            meta::name(pod).to_string(),
+            meta::uid(pod).to_string(),
+        );
         if pod.pointer("/metadata/deletionTimestamp").is_some() {
             return;
         }
@@ -94,7 +107,12 @@ impl Sim {
                 })).collect::<Vec<_>>(),
             });
         });
-        let work = |step| Work::Pod { ns: ns.clone(), name: name.clone(), uid: uid.clone(), step };
+        let work = |step| Work::Pod {
+            ns: ns.clone(),
+            name: name.clone(),
+            uid: uid.clone(),
+            step,
+        };
         if is_job_pod(pod) {
             let run = annotation_ms(pod, "kubesim.dev/run-ms").unwrap_or(100);
             self.after(Duration::from_millis(run), work(Step::Exit));
@@ -106,22 +124,33 @@ impl Sim {
         let ready = annotation_ms(pod, "kubesim.dev/ready-after-ms").unwrap_or(100);
         self.after(Duration::from_millis(ready), work(Step::Ready));
         if let Some(crash) = annotation_ms(pod, "kubesim.dev/crash-after-ms") {
-            self.after(Duration::from_millis(ready.max(crash)), work(Step::Crash(1)));
+            self.after(
+                Duration::from_millis(ready.max(crash)),
+                work(Step::Crash(1)),
+            );
         }
     }
 
     pub(super) fn pod_step(&self, ns: &str, name: &str, uid: &str, step: Step) {
-        let Some(pod) = self.cluster.get_stored(&self.pods.storage, ns, name) else { return };
+        let Some(pod) = self.cluster.get_stored(&self.pods.storage, ns, name) else {
+            return;
+        };
         if meta::uid(&pod) != uid || pod.pointer("/metadata/deletionTimestamp").is_some() {
             return;
         }
         match step {
             Step::Ready => self.update_status(&self.pods, ns, name, KUBELET, |p| {
-                if p.pointer("/status/containerStatuses/0/state/waiting").is_some() {
+                if p.pointer("/status/containerStatuses/0/state/waiting")
+                    .is_some()
+                {
                     return; // already crashed
                 }
                 set_ready(&mut p["status"], true);
-                for c in p["status"]["containerStatuses"].as_array_mut().into_iter().flatten() {
+                for c in p["status"]["containerStatuses"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
                     c["ready"] = json!(true);
                 }
             }),
@@ -141,10 +170,20 @@ impl Sim {
                 });
                 // Back-off doubles like the kubelet's, capped so tests see restarts grow.
                 let next = Duration::from_millis((500u64 << n.min(5)).min(10_000));
-                self.after(next, Work::Pod { ns: ns.into(), name: name.into(), uid: uid.into(), step: Step::Crash(n + 1) });
+                self.after(
+                    next,
+                    Work::Pod {
+                        ns: ns.into(),
+                        name: name.into(),
+                        uid: uid.into(),
+                        step: Step::Crash(n + 1),
+                    },
+                );
             }
             Step::Exit => {
-                let code: i64 = meta::annotation(&pod, "kubesim.dev/exit-code").and_then(|c| c.trim().parse().ok()).unwrap_or(0);
+                let code: i64 = meta::annotation(&pod, "kubesim.dev/exit-code")
+                    .and_then(|c| c.trim().parse().ok())
+                    .unwrap_or(0);
                 let now = meta::now();
                 self.update_status(&self.pods, ns, name, KUBELET, |p| {
                     p["status"]["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
@@ -165,7 +204,10 @@ impl Sim {
 pub fn is_ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// When the pod last became Ready.

@@ -15,18 +15,31 @@ const MANAGER: &str = "kube-controller-manager";
 
 impl Sim {
     pub(super) fn reconcile_replicaset(&self, ns: &str, name: &str) {
-        let Some(rs) = self.cluster.get_stored(&self.rs.storage, ns, name) else { return };
+        let Some(rs) = self.cluster.get_stored(&self.rs.storage, ns, name) else {
+            return;
+        };
         if rs.pointer("/metadata/deletionTimestamp").is_some() {
             return;
         }
         let uid = meta::uid(&rs).to_string();
         let mut pods: Vec<Value> = self
             .cluster
-            .scan(&gr("", "pods"), Some(ns), |p| owned_by(p, &uid) && p.pointer("/metadata/deletionTimestamp").is_none())
+            .scan(&gr("", "pods"), Some(ns), |p| {
+                owned_by(p, &uid) && p.pointer("/metadata/deletionTimestamp").is_none()
+            })
             .into_iter()
-            .filter(|p| !matches!(p.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed")))
+            .filter(|p| {
+                !matches!(
+                    p.pointer("/status/phase").and_then(Value::as_str),
+                    Some("Succeeded" | "Failed")
+                )
+            })
             .collect();
-        let desired = rs.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1).max(0) as usize;
+        let desired = rs
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0) as usize;
         if pods.len() < desired {
             for _ in pods.len()..desired {
                 if let Some(p) = self.create_rs_pod(&rs) {
@@ -37,7 +50,12 @@ impl Sim {
             // Delete not-ready pods first, then the newest, as the ReplicaSet controller does.
             pods.sort_by(|a, b| {
                 is_ready(a).cmp(&is_ready(b)).then_with(|| {
-                    let t = |p: &Value| p.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string();
+                    let t = |p: &Value| {
+                        p.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string()
+                    };
                     t(b).cmp(&t(a))
                 })
             });
@@ -46,14 +64,23 @@ impl Sim {
                 self.delete_quietly(&self.pods, ns, meta::name(&p));
             }
         }
-        let template_labels = rs.pointer("/spec/template/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+        let template_labels = rs
+            .pointer("/spec/template/metadata/labels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let fully = LabelSelector::from_map(&template_labels);
-        let min_ready = rs.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
+        let min_ready = rs
+            .pointer("/spec/minReadySeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         let now = jiff::Timestamp::now();
         let mut available = 0;
         let mut recheck: Option<i64> = None;
         for p in pods.iter().filter(|p| is_ready(p)) {
-            let since = ready_since(p).map(|t| now.as_second() - t.as_second()).unwrap_or(0);
+            let since = ready_since(p)
+                .map(|t| now.as_second() - t.as_second())
+                .unwrap_or(0);
             if since >= min_ready {
                 available += 1;
             } else {
@@ -63,7 +90,13 @@ impl Sim {
         }
         if let Some(secs) = recheck {
             // Wake up when the next pod crosses minReadySeconds.
-            self.after(Duration::from_millis(secs as u64 * 1000 + 50), Work::ReplicaSet { ns: ns.into(), name: name.into() });
+            self.after(
+                Duration::from_millis(secs as u64 * 1000 + 50),
+                Work::ReplicaSet {
+                    ns: ns.into(),
+                    name: name.into(),
+                },
+            );
         }
         let status = json!({
             "replicas": pods.len(),
@@ -87,16 +120,29 @@ impl Sim {
 
     fn create_rs_pod(&self, rs: &Value) -> Option<Value> {
         let ns = meta::namespace(rs);
-        let tmpl = rs.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+        let tmpl = rs
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         let mut metadata = tmpl.get("metadata").cloned().unwrap_or_else(|| json!({}));
         metadata["name"] = json!(format!("{}-{}", meta::name(rs), meta::random_suffix(5)));
         metadata["namespace"] = json!(ns);
         metadata["ownerReferences"] = json!([controller_ref(rs, "apps/v1", "ReplicaSet")]);
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
             "spec": tmpl.get("spec").cloned().unwrap_or_else(|| json!({}))});
-        match self.cluster.create(&self.pods, "v1", ns, pod, &WriteOpts::manager(MANAGER)) {
+        match self
+            .cluster
+            .create(&self.pods, "v1", ns, pod, &WriteOpts::manager(MANAGER))
+        {
             Ok(p) => {
-                self.record(rs, "ReplicaSet", "Normal", "SuccessfulCreate", format!("Created pod: {}", meta::name(&p)), "replicaset-controller");
+                self.record(
+                    rs,
+                    "ReplicaSet",
+                    "Normal",
+                    "SuccessfulCreate",
+                    format!("Created pod: {}", meta::name(&p)),
+                    "replicaset-controller",
+                );
                 Some(p)
             }
             Err(e) => {

@@ -20,17 +20,25 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out after {DEADLINE:?} waiting for: {what}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn tool(env: &str, default: PathBuf) -> PathBuf {
@@ -44,11 +52,16 @@ fn tool(env: &str, default: PathBuf) -> PathBuf {
 }
 
 pub fn kubectl_path() -> PathBuf {
-    tool("BLUEGREEN_KUBECTL", repo_root().join(".tools/py/bin/kubectl"))
+    tool(
+        "BLUEGREEN_KUBECTL",
+        repo_root().join(".tools/py/bin/kubectl"),
+    )
 }
 
 pub fn python_path() -> PathBuf {
-    let venv = std::env::var_os("BLUEGREEN_TOOLS_PY").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".tools/py"));
+    let venv = std::env::var_os("BLUEGREEN_TOOLS_PY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/py"));
     tool("BLUEGREEN_PYTHON", venv.join("bin/python"))
 }
 
@@ -83,7 +96,9 @@ impl Kubectl {
     pub fn new(server: &kubesim::Server) -> Self {
         let bin = kubectl_path();
         let dir = TempDir::new();
-        server.write_kubeconfig(dir.path().join("kubeconfig")).expect("write kubeconfig");
+        server
+            .write_kubeconfig(dir.path().join("kubeconfig"))
+            .expect("write kubeconfig");
         Kubectl { dir, bin }
     }
 
@@ -131,10 +146,17 @@ impl Kubectl {
             .spawn()
             .expect("spawn kubectl");
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(manifest.as_bytes()).await.expect("write manifest");
+        stdin
+            .write_all(manifest.as_bytes())
+            .await
+            .expect("write manifest");
         drop(stdin);
         let out = child.wait_with_output().await.expect("kubectl output");
-        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 }
@@ -217,20 +239,28 @@ pub fn widget(name: &str, version: &str) -> Value {
 }
 
 /// `kube::Api` for the Widget CRD, after the CRD is created and served.
-pub async fn widget_api(server: &kubesim::Server, ns: &str) -> kube::Api<kube::core::DynamicObject> {
-    use kube::api::{Api, PostParams};
+pub async fn widget_api(
+    server: &kubesim::Server,
+    ns: &str,
+) -> kube::Api<kube::core::DynamicObject> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, PostParams};
     let client = client(server);
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition = serde_json::from_value(widget_crd()).expect("crd");
-    crds.create(&PostParams::default(), &crd).await.expect("create CRD");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("create CRD");
     let gvk = kube::core::GroupVersionKind::gvk("test.kubesim.dev", "v1", "Widget");
     let ar = kube::core::ApiResource::from_gvk_with_plural(&gvk, "widgets");
     Api::namespaced_with(client, ns, &ar)
 }
 
 /// `kube::Api` for Widgets when the CRD already exists.
-pub fn widget_api_existing(server: &kubesim::Server, ns: &str) -> kube::Api<kube::core::DynamicObject> {
+pub fn widget_api_existing(
+    server: &kubesim::Server,
+    ns: &str,
+) -> kube::Api<kube::core::DynamicObject> {
     let gvk = kube::core::GroupVersionKind::gvk("test.kubesim.dev", "v1", "Widget");
     let ar = kube::core::ApiResource::from_gvk_with_plural(&gvk, "widgets");
     kube::Api::namespaced_with(client(server), ns, &ar)
