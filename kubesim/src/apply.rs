@@ -147,6 +147,29 @@ fn step<'a>(cur: &'a Value, pe: &str) -> Option<&'a Value> {
     }
 }
 
+/// After a dropped field is removed, its parent maps that are now empty go too, unless the
+/// new configuration or another manager still has something beneath them. Only leaves are
+/// tracked in field sets, so this stands in for owning the map itself (`.` in fieldsV1):
+/// without it a dropped sub-object would linger as `{}` and get schema defaults but not
+/// its required fields.
+fn prune_emptied_parents(out: &mut Value, dropped: &[String], applied: &FieldSet, entries: &[Entry], manager: &str) {
+    for depth in (1..dropped.len()).rev() {
+        let parent = &dropped[..depth];
+        let empty = match get_path(out, parent) {
+            Some(Value::Object(m)) => m.is_empty(),
+            _ => false,
+        };
+        let still_wanted = applied.iter().any(|q| q.starts_with(parent))
+            || entries
+                .iter()
+                .any(|e| !(e.manager == manager && e.operation == "Apply") && e.fields.iter().any(|q| q.starts_with(parent)));
+        if !empty || still_wanted {
+            return;
+        }
+        remove_path(out, parent);
+    }
+}
+
 /// Removes the field at `path` (a map key or a keyed list item).
 pub fn remove_path(v: &mut Value, path: &[String]) {
     let Some((last, parents)) = path.split_last() else {
@@ -462,6 +485,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
             });
             if !owned_elsewhere {
                 remove_path(&mut out, &p);
+                prune_emptied_parents(&mut out, &p, &applied, entries, req.manager);
             }
         }
     }

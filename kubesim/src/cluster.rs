@@ -415,6 +415,7 @@ impl Cluster {
     }
 
     /// Replace (PUT) of the main resource or the status subresource.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &self,
         def: &ResourceDef,

@@ -74,10 +74,10 @@ pub fn apply(def: &ResourceDef, obj: &mut Value, old: Option<&Value>, ips: &IpAl
                 obj["status"]["phase"] = json!("Pending");
             }
         }
-        ("apps", "deployments" | "replicasets" | "statefulsets") => {
-            if obj.pointer("/spec/replicas").is_none() {
-                obj["spec"]["replicas"] = json!(1);
-            }
+        ("apps", "deployments" | "replicasets" | "statefulsets")
+            if obj.pointer("/spec/replicas").is_none() =>
+        {
+            obj["spec"]["replicas"] = json!(1);
         }
         ("batch", "jobs") => job(obj, old),
         ("apiextensions.k8s.io", "customresourcedefinitions") => crd(obj),

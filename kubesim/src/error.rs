@@ -20,17 +20,24 @@ impl Cause {
     }
 }
 
-/// An error answered to a client. Every variant maps to one HTTP code and `reason`.
+/// `Status.details`: what the error is about.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Details {
+    pub name: Option<String>,
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub causes: Vec<Cause>,
+}
+
+/// An error answered to a client: an HTTP code, the `Status.reason` for it, a
+/// message, and details (boxed: errors travel through many `Result`s).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code} {reason}: {message}")]
 pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub name: Option<String>,
-    pub group: Option<String>,
-    pub kind: Option<String>,
-    pub causes: Vec<Cause>,
+    pub details: Box<Details>,
 }
 
 impl ApiError {
@@ -39,17 +46,14 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
+            details: Box::default(),
         }
     }
 
     fn with_target(mut self, group: &str, resource: &str, name: &str) -> Self {
-        self.group = Some(group.to_string());
-        self.kind = Some(resource.to_string());
-        self.name = Some(name.to_string());
+        self.details.group = Some(group.to_string());
+        self.details.kind = Some(resource.to_string());
+        self.details.name = Some(name.to_string());
         self
     }
 
@@ -110,7 +114,7 @@ impl ApiError {
             ),
         )
         .with_target(group, resource, name);
-        e.causes = causes;
+        e.details.causes = causes;
         e
     }
 
@@ -142,10 +146,10 @@ impl ApiError {
             "Invalid",
             format!("{kind_group} \"{name}\" is invalid: {list}"),
         );
-        e.group = Some(group.to_string());
-        e.kind = Some(kind.to_string());
-        e.name = Some(name.to_string());
-        e.causes = causes;
+        e.details.group = Some(group.to_string());
+        e.details.kind = Some(kind.to_string());
+        e.details.name = Some(name.to_string());
+        e.details.causes = causes;
         e
     }
 
@@ -203,20 +207,21 @@ impl ApiError {
     /// The `meta/v1 Status` body.
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
+        let d = &self.details;
+        if let Some(n) = &d.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
+        if let Some(g) = &d.group {
             details.insert("group".into(), json!(g));
         }
-        if let Some(k) = &self.kind {
+        if let Some(k) = &d.kind {
             details.insert("kind".into(), json!(k));
         }
-        if !self.causes.is_empty() {
+        if !d.causes.is_empty() {
             details.insert(
                 "causes".into(),
                 Value::Array(
-                    self.causes
+                    d.causes
                         .iter()
                         .map(
                             |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),

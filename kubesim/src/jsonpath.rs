@@ -108,7 +108,9 @@ pub fn eval<'a>(v: &'a Value, path: &str) -> Vec<&'a Value> {
                         }
                         let matches = match x {
                             Some(Value::String(s)) => s == want,
-                            Some(other) => other.to_string() == *want,
+                            Some(other) => {
+                                serde_json::from_str::<Value>(want).is_ok_and(|w| w == *other)
+                            }
                             None => false,
                         };
                         if matches {

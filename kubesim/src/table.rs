@@ -503,13 +503,12 @@ pub fn build(
     } else {
         vec![]
     };
-    let rows: Vec<Value>;
     let crd_cols = def
         .crd
         .as_ref()
         .and_then(|m| m.get(version))
         .map(|v| v.printer_columns.clone());
-    match crd_cols {
+    let rows: Vec<Value> = match crd_cols {
         Some(cols) if !cols.is_empty() => {
             for c in &cols {
                 defs.push(json!({
@@ -520,26 +519,26 @@ pub fn build(
                     "priority": c.get("priority").cloned().unwrap_or(json!(0)),
                 }));
             }
-            rows = objects
+            objects
                 .iter()
                 .map(|o| {
                     let mut cells = vec![json!(crate::meta::name(o))];
                     cells.extend(cols.iter().map(|c| crd_cell(o, c)));
                     json!({"cells": cells, "object": row_object(o, include)})
                 })
-                .collect();
+                .collect()
         }
         Some(_) => {
             defs.push(definition(&AGE));
-            rows = objects
+            objects
                 .iter()
                 .map(|o| json!({"cells": [crate::meta::name(o), obj_age(o)], "object": row_object(o, include)}))
-                .collect();
+                .collect()
         }
         None => {
             let (cols, cells) = builtin_columns(def);
             defs.extend(cols.iter().map(definition));
-            rows = objects
+            objects
                 .iter()
                 .map(|o| {
                     let mut c = if name_first {
@@ -550,9 +549,9 @@ pub fn build(
                     c.extend(cells(o));
                     json!({"cells": c, "object": row_object(o, include)})
                 })
-                .collect();
+                .collect()
         }
-    }
+    };
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -52,6 +52,17 @@ async fn revision(c: std::net::SocketAddr) -> String {
         .to_string()
 }
 
+/// (what, method, path, content type, body, expected code, expected reason)
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 #[tokio::test]
 async fn malformed_requests_answer_status_and_change_nothing() {
     let server = kubesim::Server::start().await.unwrap();
@@ -70,7 +81,7 @@ async fn malformed_requests_answer_status_and_change_nothing() {
     let before = revision(c).await;
     let cms = "/api/v1/namespaces/default/configmaps";
 
-    let cases: Vec<(&str, &str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("malformed JSON", "POST", cms, "application/json", b"{\"metadata\": {".to_vec(), 400, "BadRequest"),
         ("malformed YAML", "POST", cms, "application/yaml", b"metadata: [unclosed".to_vec(), 400, "BadRequest"),
         ("JSON that is not an object", "POST", cms, "application/json", b"[1,2]".to_vec(), 400, "BadRequest"),

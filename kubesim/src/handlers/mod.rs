@@ -17,9 +17,8 @@ use tokio::sync::watch;
 use crate::audit::Audit;
 use crate::cluster::Cluster;
 use crate::discovery;
-use crate::error::ApiError;
 use crate::faults::{Fault, Faults};
-use response::{error, json};
+use response::json;
 
 /// Everything a request handler needs.
 pub struct Shared {
@@ -99,8 +98,4 @@ async fn openapi_v2(headers: axum::http::HeaderMap) -> Response {
         200,
         &json!({"swagger": "2.0", "info": {"title": "kubesim", "version": "v1.34.0"}, "paths": {}, "definitions": {}}),
     )
-}
-
-fn not_found(path: &str) -> Response {
-    error(&ApiError::not_found_path(path))
 }

@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::response::{content_type, decode_object, error, json, read_body, text};
-use super::{AppState, not_found};
 use crate::audit::AuditEntry;
 use crate::cluster::{DeleteOpts, ListOpts, Propagation, Sub, WriteOpts};
 use crate::discovery;
@@ -35,11 +35,11 @@ struct Target {
 }
 
 enum Parsed {
-    Discovery(Response),
+    Discovery(Value),
     Resource(Target),
 }
 
-fn parse_path(app: &AppState, path: &str) -> Result<Parsed, Response> {
+fn parse_path(app: &AppState, path: &str) -> Result<Parsed, ApiError> {
     let segs: Vec<&str> = path
         .trim_matches('/')
         .split('/')
@@ -50,17 +50,17 @@ fn parse_path(app: &AppState, path: &str) -> Result<Parsed, Response> {
         ["apis", g] => {
             let reg = app.cluster.lock().registry.clone();
             return discovery::api_group(&reg, g)
-                .map(|v| Parsed::Discovery(json(200, &v)))
-                .ok_or_else(|| not_found(path));
+                .map(Parsed::Discovery)
+                .ok_or_else(|| ApiError::not_found_path(path));
         }
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return Err(not_found(path)),
+        _ => return Err(ApiError::not_found_path(path)),
     };
     if rest.is_empty() {
         let reg = app.cluster.lock().registry.clone();
         return discovery::resource_list(&reg, group, version)
-            .map(|v| Parsed::Discovery(json(200, &v)))
-            .ok_or_else(|| not_found(path));
+            .map(Parsed::Discovery)
+            .ok_or_else(|| ApiError::not_found_path(path));
     }
     let mut t = Target {
         group: group.to_string(),
@@ -85,7 +85,7 @@ fn parse_path(app: &AppState, path: &str) -> Result<Parsed, Response> {
             t.name = tail.first().map(own);
             t.subresource = tail.get(1).map(own);
         }
-        _ => return Err(not_found(path)),
+        _ => return Err(ApiError::not_found_path(path)),
     }
     Ok(Parsed::Resource(t))
 }
@@ -114,8 +114,8 @@ pub async fn dispatch(
 ) -> Response {
     let t = match parse_path(&app, uri.path()) {
         Ok(Parsed::Resource(t)) => t,
-        Ok(Parsed::Discovery(r)) => return r,
-        Err(r) => return r,
+        Ok(Parsed::Discovery(v)) => return json(200, &v),
+        Err(e) => return error(&e),
     };
     let q: HashMap<String, String> = Query::try_from_uri(&uri)
         .map(|Query(q)| q)
