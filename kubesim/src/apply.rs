@@ -485,7 +485,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
             });
             if !owned_elsewhere {
                 remove_path(&mut out, &p);
-                prune_emptied_parents(&mut out, &p, &applied, entries, req.manager);
+                prune_emptied_parents(&mut out, &p, &applied, &entries, req.manager);
             }
         }
     }
