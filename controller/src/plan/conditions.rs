@@ -74,9 +74,11 @@ pub(super) fn update(p: &mut Planner<'_>) {
         &msg,
     );
 
-    if p.before.phase != p.status.phase {
-        let warning = matches!(phase, Phase::Failed | Phase::RolledBack);
-        p.event(warning, phase.as_str(), message);
+    // One Event per phase transition, unless this reconcile already explained it with an
+    // Event of the same reason (e.g. RolledBack, with the details of the flip).
+    let explained = p.events.iter().any(|e| e.reason == phase.as_str());
+    if p.before.phase != p.status.phase && !explained {
+        p.event(phase == Phase::Failed, phase.as_str(), message);
     }
 }
 
