@@ -152,7 +152,13 @@ fn step<'a>(cur: &'a Value, pe: &str) -> Option<&'a Value> {
 /// tracked in field sets, so this stands in for owning the map itself (`.` in fieldsV1):
 /// without it a dropped sub-object would linger as `{}` and get schema defaults but not
 /// its required fields.
-fn prune_emptied_parents(out: &mut Value, dropped: &[String], applied: &FieldSet, entries: &[Entry], manager: &str) {
+fn prune_emptied_parents(
+    out: &mut Value,
+    dropped: &[String],
+    applied: &FieldSet,
+    entries: &[Entry],
+    manager: &str,
+) {
     for depth in (1..dropped.len()).rev() {
         let parent = &dropped[..depth];
         let empty = match get_path(out, parent) {
@@ -160,9 +166,10 @@ fn prune_emptied_parents(out: &mut Value, dropped: &[String], applied: &FieldSet
             _ => false,
         };
         let still_wanted = applied.iter().any(|q| q.starts_with(parent))
-            || entries
-                .iter()
-                .any(|e| !(e.manager == manager && e.operation == "Apply") && e.fields.iter().any(|q| q.starts_with(parent)));
+            || entries.iter().any(|e| {
+                !(e.manager == manager && e.operation == "Apply")
+                    && e.fields.iter().any(|q| q.starts_with(parent))
+            });
         if !empty || still_wanted {
             return;
         }

@@ -221,6 +221,16 @@ impl Cluster {
         })
     }
 
+    /// Stored objects of `gr` whose ownerReferences name `owner_uid` (indexed, no scan).
+    pub fn dependents(&self, owner_uid: &str, gr: &GroupResource) -> Vec<Value> {
+        let st = self.lock();
+        st.dependents(owner_uid)
+            .into_iter()
+            .filter(|k| &k.gr == gr)
+            .filter_map(|k| st.get(&k.gr, &k.namespace, &k.name).cloned())
+            .collect()
+    }
+
     /// Stored objects matching a predicate, for the simulated controllers.
     pub fn scan(
         &self,

@@ -603,3 +603,67 @@ async fn raw_watch_stream_has_bookmarks_and_in_stream_410() {
         other => panic!("expected 410, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn streaming_list_watcher_and_dry_run() {
+    let server = kubesim::Server::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
+    cms.create(&PostParams::default(), &cm("s0", &[("s", "1")], &[]))
+        .await
+        .unwrap();
+    // sendInitialEvents: initial ADDED events, then a bookmark marking their end.
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let cfg = watcher::Config::default().labels("s=1").streaming_lists();
+    let task = tokio::spawn(
+        reflector(writer, watcher(cms.clone(), cfg))
+            .applied_objects()
+            .for_each(|_| async {}),
+    );
+    reader.wait_until_ready().await.unwrap();
+    assert_eq!(names(&reader), vec!["s0"]);
+    cms.create(&PostParams::default(), &cm("s1", &[("s", "1")], &[]))
+        .await
+        .unwrap();
+    eventually("streamed create", || {
+        let ok = names(&reader) == vec!["s0", "s1"];
+        async move { ok.then_some(()) }
+    })
+    .await;
+    task.abort();
+
+    // dryRun=All validates and answers, but stores nothing.
+    let rv_before = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = cms.create(&dry, &cm("dry", &[], &[])).await.unwrap();
+    assert_eq!(out.metadata.name.as_deref(), Some("dry"));
+    let mut pp = PatchParams::default();
+    pp.dry_run = true;
+    cms.patch("s0", &pp, &Patch::Merge(json!({"data": {"x": "1"}})))
+        .await
+        .unwrap();
+    assert!(cms.get_opt("dry").await.unwrap().is_none());
+    assert!(
+        !cms.get("s0")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default()
+            .contains_key("x")
+    );
+    assert_eq!(
+        cms.list(&ListParams::default())
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        rv_before
+    );
+}

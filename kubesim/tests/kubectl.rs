@@ -357,3 +357,73 @@ async fn kubectl_runs_jobs_and_reads_logs() {
     assert_eq!(k.ok(&["logs", "job/smoke"]).await, "GET / 200\nok\n");
     assert_eq!(k.ok(&["logs", "job/smoke", "--tail=1"]).await, "ok\n");
 }
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations:
+        kubesim.dev/ready-after-ms: \"20\"
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+";
+
+#[tokio::test]
+async fn kubectl_rolls_out_deployments() {
+    let server = kubesim::Server::start().await.unwrap();
+    let k = Kubectl::new(&server);
+    k.apply_stdin(&["apply", "-f", "-"], DEPLOYMENT).await;
+    let out = k
+        .ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let deploys = k.ok(&["get", "deploy"]).await;
+    assert_eq!(
+        header(&deploys),
+        cols(&["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"])
+    );
+    assert_eq!(row(&deploys, "web")[1..4], ["3/3", "3", "3"]);
+
+    k.ok(&["set", "image", "deployment/web", "web=nginx:1.28"])
+        .await;
+    let out = k
+        .ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let images = k
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(
+        images.split_whitespace().collect::<Vec<_>>(),
+        vec!["nginx:1.28"; 3]
+    );
+    let rs = k
+        .ok(&[
+            "get",
+            "rs",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.replicas}",
+        ])
+        .await;
+    let mut sizes: Vec<&str> = rs.split_whitespace().collect();
+    sizes.sort();
+    assert_eq!(sizes, vec!["0", "3"], "old ReplicaSet scaled to zero");
+}

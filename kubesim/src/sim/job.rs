@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::pod::is_ready;
-use super::{Sim, Work, controller_ref, gr, owned_by};
+use super::{Sim, Work, controller_ref, gr};
 use crate::cluster::WriteOpts;
 use crate::meta;
 
@@ -34,9 +34,7 @@ impl Sim {
             return;
         }
         let uid = meta::uid(&job).to_string();
-        let pods = self
-            .cluster
-            .scan(&gr("", "pods"), Some(ns), |p| owned_by(p, &uid));
+        let pods = self.cluster.dependents(&uid, &gr("", "pods"));
         let phase = |p: &Value| {
             p.pointer("/status/phase")
                 .and_then(Value::as_str)

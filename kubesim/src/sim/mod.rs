@@ -3,6 +3,7 @@
 //! Timers (readiness, crash, run time, minReadySeconds, deadlines) post work back
 //! into the single loop, so all simulated writes are serialized.
 
+mod deployment;
 mod endpoints;
 mod job;
 mod pod;
@@ -23,6 +24,10 @@ use crate::store::{EventType, StoreEvent};
 /// Work items for the loop.
 #[derive(Debug, Clone)]
 enum Work {
+    Deployment {
+        ns: String,
+        name: String,
+    },
     ReplicaSet {
         ns: String,
         name: String,
@@ -62,6 +67,7 @@ struct Sim {
     tx: mpsc::UnboundedSender<Work>,
     pods: Arc<ResourceDef>,
     rs: Arc<ResourceDef>,
+    deployments: Arc<ResourceDef>,
     jobs: Arc<ResourceDef>,
     services: Arc<ResourceDef>,
     endpoints: Arc<ResourceDef>,
@@ -75,6 +81,7 @@ impl Sim {
         Sim {
             pods: d("", "v1", "pods"),
             rs: d("apps", "v1", "replicasets"),
+            deployments: d("apps", "v1", "deployments"),
             jobs: d("batch", "v1", "jobs"),
             services: d("", "v1", "services"),
             endpoints: d("", "v1", "endpoints"),
@@ -107,6 +114,15 @@ impl Sim {
     fn resync(&self) {
         for o in self
             .cluster
+            .scan(&gr("apps", "deployments"), None, |_| true)
+        {
+            self.handle(Work::Deployment {
+                ns: meta::namespace(&o).into(),
+                name: meta::name(&o).into(),
+            });
+        }
+        for o in self
+            .cluster
             .scan(&gr("apps", "replicasets"), None, |_| true)
         {
             self.handle(Work::ReplicaSet {
@@ -137,8 +153,15 @@ impl Sim {
         let k = &ev.key;
         let (ns, name) = (k.namespace.clone(), k.name.clone());
         match (k.gr.group.as_str(), k.gr.resource.as_str()) {
-            ("apps", "replicasets") if ev.kind != EventType::Deleted => {
-                self.handle(Work::ReplicaSet { ns, name })
+            ("apps", "deployments") if ev.kind != EventType::Deleted => {
+                self.handle(Work::Deployment { ns, name })
+            }
+            ("apps", "replicasets") => {
+                // A Deployment follows its ReplicaSets' status.
+                self.owner_changed(&ev.object);
+                if ev.kind != EventType::Deleted {
+                    self.handle(Work::ReplicaSet { ns, name });
+                }
             }
             ("batch", "jobs") if ev.kind != EventType::Deleted => {
                 self.handle(Work::Job { ns, name })
@@ -163,32 +186,7 @@ impl Sim {
     /// A pod changed: its controller and the Services selecting it must look again.
     fn pod_changed(&self, pod: &Value, old: Option<&Value>) {
         let ns = meta::namespace(pod).to_string();
-        for r in pod
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if r.get("controller") != Some(&json!(true)) {
-                continue;
-            }
-            let name = r
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            match r.get("kind").and_then(Value::as_str) {
-                Some("ReplicaSet") => self.handle(Work::ReplicaSet {
-                    ns: ns.clone(),
-                    name,
-                }),
-                Some("Job") => self.handle(Work::Job {
-                    ns: ns.clone(),
-                    name,
-                }),
-                _ => {}
-            }
-        }
+        self.owner_changed(pod);
         let labels = |p: &Value| {
             p.pointer("/metadata/labels")
                 .and_then(Value::as_object)
@@ -210,8 +208,36 @@ impl Sim {
         }
     }
 
+    /// Re-reconciles the controller (Deployment, ReplicaSet or Job) owning `obj`.
+    fn owner_changed(&self, obj: &Value) {
+        let ns = meta::namespace(obj).to_string();
+        for r in obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if r.get("controller") != Some(&json!(true)) {
+                continue;
+            }
+            let name = r
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let ns = ns.clone();
+            match r.get("kind").and_then(Value::as_str) {
+                Some("Deployment") => self.handle(Work::Deployment { ns, name }),
+                Some("ReplicaSet") => self.handle(Work::ReplicaSet { ns, name }),
+                Some("Job") => self.handle(Work::Job { ns, name }),
+                _ => {}
+            }
+        }
+    }
+
     fn handle(&self, w: Work) {
         match w {
+            Work::Deployment { ns, name } => self.reconcile_deployment(&ns, &name),
             Work::ReplicaSet { ns, name } => self.reconcile_replicaset(&ns, &name),
             Work::Job { ns, name } => self.reconcile_job(&ns, &name),
             Work::Service { ns, name } => self.reconcile_endpoints(&ns, &name),
@@ -296,15 +322,6 @@ impl Sim {
             .cluster
             .create(&self.events, "v1", ns, ev, &WriteOpts::manager(component));
     }
-}
-
-fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
-        })
 }
 
 fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::pod::{is_ready, ready_since};
-use super::{Sim, Work, controller_ref, gr, owned_by};
+use super::{Sim, Work, controller_ref, gr};
 use crate::cluster::WriteOpts;
 use crate::meta;
 use crate::selector::LabelSelector;
@@ -24,15 +24,14 @@ impl Sim {
         let uid = meta::uid(&rs).to_string();
         let mut pods: Vec<Value> = self
             .cluster
-            .scan(&gr("", "pods"), Some(ns), |p| {
-                owned_by(p, &uid) && p.pointer("/metadata/deletionTimestamp").is_none()
-            })
+            .dependents(&uid, &gr("", "pods"))
             .into_iter()
             .filter(|p| {
-                !matches!(
-                    p.pointer("/status/phase").and_then(Value::as_str),
-                    Some("Succeeded" | "Failed")
-                )
+                p.pointer("/metadata/deletionTimestamp").is_none()
+                    && !matches!(
+                        p.pointer("/status/phase").and_then(Value::as_str),
+                        Some("Succeeded" | "Failed")
+                    )
             })
             .collect();
         let desired = rs
