@@ -644,8 +644,10 @@ async fn streaming_list_watcher_and_dry_run() {
     };
     let out = cms.create(&dry, &cm("dry", &[], &[])).await.unwrap();
     assert_eq!(out.metadata.name.as_deref(), Some("dry"));
-    let mut pp = PatchParams::default();
-    pp.dry_run = true;
+    let pp = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
     cms.patch("s0", &pp, &Patch::Merge(json!({"data": {"x": "1"}})))
         .await
         .unwrap();
