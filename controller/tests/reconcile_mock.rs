@@ -662,6 +662,35 @@ async fn reconcile_once(cluster: &Cluster) -> Run {
     reconcile_with(cluster, &|_| None).await
 }
 
+/// Reconciles (absorbing the writes each time) until a reconcile does what `done` looks for:
+/// the planner may take a reconcile or two to record a step in the status before acting on
+/// it, and these tests do not depend on how many. Every run before the last must succeed.
+async fn drive_until(
+    cluster: &mut Cluster,
+    fail: Override<'_>,
+    done: impl Fn(&Run) -> bool,
+) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for _ in 0..4 {
+        let run = reconcile_with(cluster, fail).await;
+        cluster.absorb(&run);
+        let finished = done(&run);
+        runs.push(run);
+        if finished {
+            return runs;
+        }
+        runs.last().unwrap().ok();
+    }
+    panic!(
+        "not reached after 4 reconciles: {:#?}",
+        runs.iter().map(Run::trace).collect::<Vec<_>>()
+    );
+}
+
+fn has(run: &Run, method: &str, resource: &str, name: &str) -> bool {
+    run.reqs.iter().any(|r| r.is(method, resource, name))
+}
+
 /// Reconcile, absorb, settle and finish Jobs until a reconcile writes nothing.
 async fn run_until_quiet(cluster: &mut Cluster) {
     for _ in 0..10 {
@@ -814,7 +843,13 @@ async fn first_release_deploys_tests_and_flips_to_blue() {
 
     // 2. Blue is available and is exactly what the preview Service serves: start the test.
     cluster.settle();
-    let run = reconcile_once(&cluster).await;
+    let runs = drive_until(&mut cluster, &|_| None, |run| {
+        run.reqs
+            .iter()
+            .any(|r| r.method == "POST" && r.resource() == "jobs")
+    })
+    .await;
+    let run = runs.last().unwrap();
     run.ok();
     let job = run.find(|r| r.method == "POST" && r.resource() == "jobs");
     assert_eq!(job.field_manager(), Some(labels::FIELD_MANAGER));
@@ -847,12 +882,18 @@ async fn first_release_deploys_tests_and_flips_to_blue() {
         run.trace()
     );
     assert_eq!(run.status().phase, Some(Phase::Testing));
-    cluster.absorb(&run);
 
     // 3. The test passed: blue goes to full size (scale subresource) before any flip.
     cluster.finish_jobs(true);
-    let run = reconcile_once(&cluster).await;
+    let runs = drive_until(&mut cluster, &|_| None, |run| {
+        has(run, "PATCH", "replicasets", "web-blue")
+    })
+    .await;
+    let run = runs.last().unwrap();
     run.ok();
+    for earlier in &runs {
+        earlier.assert_untouched("services", ACTIVE);
+    }
     let scale = run.find(|r| r.is("PATCH", "replicasets", "web-blue"));
     assert_eq!(
         (scale.sub(), scale.patch_type(), scale.field_manager()),
@@ -861,11 +902,14 @@ async fn first_release_deploys_tests_and_flips_to_blue() {
     assert_eq!(scale.body, json!({"spec": {"replicas": 3}}));
     run.assert_untouched("services", ACTIVE);
     assert_eq!(run.status().phase, Some(Phase::Promoting));
-    cluster.absorb(&run);
 
     // 4. Blue is available at full size: re-read it, then flip in one apply.
     cluster.settle();
-    let run = reconcile_once(&cluster).await;
+    let runs = drive_until(&mut cluster, &|_| None, |run| {
+        has(run, "PATCH", "services", ACTIVE)
+    })
+    .await;
+    let run = runs.last().unwrap();
     run.ok();
     let get = run
         .position(|r| r.is("GET", "replicasets", "web-blue"))
@@ -916,7 +960,6 @@ async fn first_release_deploys_tests_and_flips_to_blue() {
             .iter()
             .any(|(_, reason, _)| reason == "Promoted")
     );
-    cluster.absorb(&run);
     assert_eq!(
         cluster.services[ACTIVE]
             .spec
@@ -986,7 +1029,14 @@ async fn upgrade_replaces_green_flips_and_keeps_blue_warm() {
 
     // 2. Green is available and needs no tests: re-read it and flip.
     cluster.settle();
-    let run = reconcile_once(&cluster).await;
+    let runs = drive_until(&mut cluster, &|_| None, |run| {
+        has(run, "PATCH", "services", ACTIVE)
+    })
+    .await;
+    for earlier in &runs {
+        earlier.assert_untouched("replicasets", "web-blue");
+    }
+    let run = runs.last().unwrap();
     run.ok();
     let get = run
         .position(|r| r.is("GET", "replicasets", "web-green"))
@@ -1017,7 +1067,6 @@ async fn upgrade_replaces_green_flips_and_keeps_blue_warm() {
         (standby.color, standby.revision.as_str()),
         (Color::Blue, old_revision.as_str())
     );
-    cluster.absorb(&run);
 
     // 3. Inside scaleDownDelaySeconds: nothing to write; come back when the delay is over.
     let run = reconcile_once(&cluster).await;
@@ -1054,23 +1103,18 @@ async fn upgrade_replaces_green_flips_and_keeps_blue_warm() {
 async fn failed_smoke_test_scales_green_to_zero_and_reports_the_log() {
     let mut cluster = stable_on_blue(&["smoke"]).await;
     cluster.set_image("registry.example/web:2.0");
-    let mut runs = Vec::new();
-    for _ in 0..2 {
-        // Deploy green, then (once available) start its smoke test.
-        let run = reconcile_once(&cluster).await;
-        run.ok();
-        cluster.absorb(&run);
-        cluster.settle();
-        runs.push(run);
-    }
-    assert!(
-        runs[1]
-            .reqs
+    // Deploy green, then (once it is available) start its smoke test.
+    let deploy = reconcile_once(&cluster).await;
+    deploy.ok();
+    cluster.absorb(&deploy);
+    cluster.settle();
+    let mut runs = drive_until(&mut cluster, &|_| None, |run| {
+        run.reqs
             .iter()
-            .any(|r| r.method == "POST" && r.resource() == "jobs"),
-        "{:#?}",
-        runs[1].trace()
-    );
+            .any(|r| r.method == "POST" && r.resource() == "jobs")
+    })
+    .await;
+    runs.push(deploy);
     cluster.finish_jobs(false);
     let pod = cluster.job_pods[0].name_any();
 
@@ -1266,8 +1310,12 @@ async fn an_action_is_recorded_before_its_annotations_are_removed() {
     cluster.absorb(&run);
     assert!(!cluster.release.annotations().contains_key(labels::ACTION));
 
-    // The next reconcile carries the rollback out.
-    let run = reconcile_once(&cluster).await;
+    // The next reconciles carry the rollback out.
+    let runs = drive_until(&mut cluster, &|_| None, |run| {
+        has(run, "PATCH", "services", ACTIVE)
+    })
+    .await;
+    let run = runs.last().unwrap();
     run.ok();
     let flip = run.find(|r| r.is("PATCH", "services", ACTIVE));
     assert_eq!(flip.selector()[labels::COLOR], "blue");
@@ -1294,11 +1342,13 @@ async fn a_conflict_on_the_flip_is_retried_quickly() {
     cluster.absorb(&run);
     cluster.settle();
 
-    let run = reconcile_with(&cluster, &|r| {
+    let fail = |r: &Req| {
         r.is("PATCH", "services", ACTIVE)
             .then(|| conflict(".spec.selector"))
-    })
-    .await;
+    };
+    let runs = drive_until(&mut cluster, &fail, |run| run.result.is_err()).await;
+    let run = runs.last().unwrap();
+    assert!(has(run, "PATCH", "services", ACTIVE), "{:#?}", run.trace());
     let error = run.result.as_ref().expect_err("the flip failed");
     assert!(error.is_conflict(), "{error}");
     assert!(
@@ -1326,11 +1376,15 @@ async fn the_flip_is_refused_when_the_fresh_replica_set_is_not_available() {
     let mut degraded = cluster.replica_sets["web-green"].clone();
     degraded.status.as_mut().unwrap().available_replicas = Some(1);
 
-    let run = reconcile_with(&cluster, &|r| {
+    let fail = |r: &Req| {
         r.is("GET", "replicasets", "web-green")
             .then(|| (200, to_json(&degraded)))
-    })
-    .await;
+    };
+    let runs = drive_until(&mut cluster, &fail, |run| run.result.is_err()).await;
+    for run in &runs {
+        run.assert_untouched("services", ACTIVE);
+    }
+    let run = runs.last().unwrap();
     let error = run.result.as_ref().expect_err("the flip is refused");
     assert!(matches!(error, Error::FlipGuard { .. }), "{error}");
     run.assert_untouched("services", ACTIVE);
