@@ -12,7 +12,11 @@ use std::{
 
 use bluegreen_crd::{BlueGreenRelease, BlueGreenReleaseStatus, labels};
 use k8s_openapi::{
-    api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Pod},
+    api::{
+        apps::v1::ReplicaSet,
+        batch::v1::Job,
+        core::v1::{Pod, Service},
+    },
     jiff::Timestamp,
 };
 use kube::{
@@ -87,6 +91,10 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
 
     let (mut observed, logs_needed) = snapshot::observe(&release, &ctx.caches, Timestamp::now());
     fetch_log_tails(&ctx.client, &namespace, &mut observed.jobs, &logs_needed).await;
+    if observed.active_service.is_none() {
+        observed.active_service =
+            fetch_unadopted_service(&ctx.client, &namespace, &release.spec.service.name).await?;
+    }
     let plan = plan::plan(&observed);
     let writer = Writer {
         client: ctx.client.clone(),
@@ -182,6 +190,21 @@ async fn report(ctx: &Context, release: &BlueGreenRelease, plan: &Plan) {
             warn!(%error, reason = planned.reason, "could not publish event");
         }
     }
+}
+
+/// The caches only hold labelled objects; a user's Service that the controller has not
+/// adopted yet (labelled through the flip) is read directly until then.
+async fn fetch_unadopted_service(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<world::ServiceView>> {
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let service = services
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::api(format!("get Service {name}"), e))?;
+    Ok(service.as_ref().map(world::service_view))
 }
 
 /// Reads the last lines of each failed smoke test's pod log into its Job view.

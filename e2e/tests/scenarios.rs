@@ -1,0 +1,459 @@
+//! Failure, abort, rollback, crash/restart and bad-input scenarios: the controller binary
+//! against kubesim, the invariants of DESIGN §4 checked from the outside.
+
+use std::time::Duration;
+
+use bluegreen_crd::{ActionResult, BlueGreenRelease, Color, Outcome, Phase, labels};
+use bluegreen_e2e::{Env, eventually};
+use k8s_openapi::api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Service};
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A release with instant pods and one smoke test whose exit code and log are scripted.
+fn release(image: &str, test_exit_code: i32) -> Value {
+    json!({
+        "apiVersion": "bluegreen.dev/v1alpha1",
+        "kind": "BlueGreenRelease",
+        "metadata": {"name": "shop"},
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "metadata": {"labels": {"app": "shop"}, "annotations": {"kubesim.dev/ready-after-ms": "20"}},
+                "spec": {"containers": [{"name": "shop", "image": image}]}
+            },
+            "service": {"name": "shop", "ports": [{"port": 80, "targetPort": 8080}]},
+            "scaleDownDelaySeconds": 300,
+            "smokeTests": [{
+                "name": "smoke",
+                "template": {
+                    "metadata": {"annotations": {
+                        "kubesim.dev/run-ms": "20",
+                        "kubesim.dev/exit-code": test_exit_code.to_string(),
+                        "kubesim.dev/log": "GET /checkout -> 500\nassertion failed: status == 200"
+                    }},
+                    "spec": {"containers": [{"name": "t", "image": "curl:8"}]}
+                }
+            }]
+        }
+    })
+}
+
+struct Fixture {
+    env: Env,
+    releases: Api<BlueGreenRelease>,
+    services: Api<Service>,
+    replica_sets: Api<ReplicaSet>,
+    jobs: Api<Job>,
+}
+
+impl Fixture {
+    async fn start(name: &str) -> Fixture {
+        let env = Env::start(name).await.expect("cluster");
+        let ns = env.namespace.clone();
+        Fixture {
+            releases: Api::namespaced(env.client.clone(), &ns),
+            services: Api::namespaced(env.client.clone(), &ns),
+            replica_sets: Api::namespaced(env.client.clone(), &ns),
+            jobs: Api::namespaced(env.client.clone(), &ns),
+            env,
+        }
+    }
+
+    fn apply(&self, manifest: &Value) {
+        self.env
+            .kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest.to_string()))
+            .expect("kubectl apply");
+    }
+
+    async fn status_when(
+        &self,
+        what: &str,
+        done: impl Fn(&bluegreen_crd::BlueGreenReleaseStatus) -> bool,
+    ) -> bluegreen_crd::BlueGreenReleaseStatus {
+        eventually(what, TIMEOUT, || async {
+            let release = self.releases.get("shop").await.map_err(|e| e.to_string())?;
+            let status = release.status.unwrap_or_default();
+            if done(&status) {
+                Ok(Some(status))
+            } else {
+                Err(format!("phase {:?}: {:?}", status.phase, status.message))
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn stable(&self, version: &str) -> bluegreen_crd::BlueGreenReleaseStatus {
+        self.status_when(&format!("Stable on {version}"), |s| {
+            s.phase == Some(Phase::Stable) && s.active_version.as_deref() == Some(version)
+        })
+        .await
+    }
+
+    async fn active_selector(&self) -> (String, String) {
+        let svc = self.services.get("shop").await.unwrap();
+        let selector = svc.spec.unwrap().selector.unwrap();
+        (
+            selector[labels::COLOR].clone(),
+            selector[labels::REVISION].clone(),
+        )
+    }
+
+    async fn rs_replicas(&self, color: Color) -> i32 {
+        let rs = self
+            .replica_sets
+            .get(&format!("shop-{color}"))
+            .await
+            .unwrap();
+        rs.spec.unwrap().replicas.unwrap_or(1)
+    }
+
+    async fn request(&self, verb: &str, id: &str) {
+        let patch =
+            json!({"metadata": {"annotations": {labels::ACTION: verb, labels::ACTION_ID: id}}});
+        self.releases
+            .patch("shop", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+
+    /// Writes the controller made (its field manager, or any write by its user agent).
+    fn controller_writes(&self) -> Vec<kubesim::AuditEntry> {
+        let sim = self.env.kubesim().expect("scenario runs on kubesim");
+        sim.audit()
+            .into_iter()
+            .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
+            .filter(|e| {
+                e.field_manager == labels::FIELD_MANAGER || e.user_agent.contains("bluegreen")
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_smoke_test_never_reaches_customers() {
+    let f = Fixture::start("failed-test").await;
+    let _controller = f.env.start_controller().unwrap();
+    f.apply(&release("shop:1", 0));
+    let blue = f.stable("1").await;
+    let live = f.active_selector().await;
+
+    f.apply(&release("shop:2", 1));
+    let status = f
+        .status_when("Failed", |s| s.phase == Some(Phase::Failed))
+        .await;
+    assert_eq!(
+        f.active_selector().await,
+        live,
+        "the active Service is untouched"
+    );
+    assert_eq!(status.active_revision, blue.active_revision);
+    let message = status.message.clone().unwrap();
+    assert!(
+        message.contains("assertion failed: status == 200"),
+        "log tail in the message: {message}"
+    );
+    assert_eq!(status.history[0].outcome, Outcome::Failed);
+    assert_eq!(
+        status.condition("Stalled").unwrap().reason,
+        "SmokeTestFailed"
+    );
+    eventually("green scaled to zero", TIMEOUT, || async {
+        Ok((f.rs_replicas(Color::Green).await == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        f.rs_replicas(Color::Blue).await,
+        2,
+        "the active color keeps its size"
+    );
+    let events = f.env.kubectl(&["get", "events"]).unwrap();
+    assert!(events.contains("SmokeTestFailed"), "{events}");
+
+    // Not retried on its own; a retry action runs it again (and it fails again).
+    f.request("retry", "retry-1").await;
+    let status = f
+        .status_when("retry consumed", |s| {
+            s.last_action.as_ref().is_some_and(|a| a.id == "retry-1")
+        })
+        .await;
+    assert_eq!(status.last_action.unwrap().result, ActionResult::Accepted);
+    f.status_when("failed again", |s| {
+        s.phase == Some(Phase::Failed) && s.history.len() >= 3
+    })
+    .await;
+    assert_eq!(f.active_selector().await, live);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_is_one_more_write_and_a_git_revert_settles_it() {
+    let f = Fixture::start("rollback").await;
+    let _controller = f.env.start_controller().unwrap();
+    f.apply(&release("shop:1", 0));
+    let blue = f.stable("1").await;
+    f.apply(&release("shop:2", 0));
+    f.stable("2").await;
+    assert_eq!(f.active_selector().await.0, "green");
+    assert_eq!(
+        f.rs_replicas(Color::Blue).await,
+        2,
+        "previous color stays warm at full size"
+    );
+
+    let sim = f.env.kubesim().unwrap();
+    let before = sim.audit_next_seq();
+    f.request("rollback", "rb-1").await;
+    let status = f
+        .status_when("RolledBack", |s| s.phase == Some(Phase::RolledBack))
+        .await;
+    assert_eq!(
+        f.active_selector().await,
+        ("blue".to_string(), blue.active_revision.clone().unwrap())
+    );
+    assert_eq!(status.condition("Ready").unwrap().status, "False");
+    assert_eq!(status.condition("Stalled").unwrap().reason, "RolledBack");
+    let writes: Vec<_> = sim
+        .audit_since(before)
+        .into_iter()
+        .filter(|e| {
+            e.field_manager == labels::FIELD_MANAGER
+                && matches!(e.verb.as_str(), "create" | "patch" | "delete")
+        })
+        .filter(|e| e.resource != "events" && e.subresource != "status")
+        .map(|e| format!("{} {} {}", e.verb, e.resource, e.name))
+        .collect();
+    assert!(
+        writes
+            .iter()
+            .all(|w| !w.contains("replicasets") && !w.contains("jobs")),
+        "no redeploy, no tests: {writes:?}"
+    );
+    assert!(
+        writes.contains(&"patch services shop".to_string()),
+        "{writes:?}"
+    );
+
+    // A git revert to shop:1 matches what is live: Stable, with no rollout at all.
+    f.apply(&release("shop:1", 0));
+    let status = f.stable("1").await;
+    assert_eq!(status.condition("Ready").unwrap().status, "True");
+    assert_eq!(f.active_selector().await.0, "blue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_stops_a_rollout_and_leaves_the_active_color_alone() {
+    let f = Fixture::start("abort").await;
+    let _controller = f.env.start_controller().unwrap();
+    f.apply(&release("shop:1", 0));
+    f.stable("1").await;
+    let live = f.active_selector().await;
+    f.env
+        .kubectl(&[
+            "patch",
+            "bgr",
+            "shop",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"promotion":{"mode":"Manual"}}}"#,
+        ])
+        .unwrap();
+    f.apply(&{
+        let mut r = release("shop:2", 0);
+        r["spec"]["promotion"] = json!({"mode": "Manual"});
+        r
+    });
+    f.status_when("AwaitingPromotion", |s| {
+        s.phase == Some(Phase::AwaitingPromotion)
+    })
+    .await;
+    assert_eq!(f.active_selector().await, live);
+    f.request("abort", "abort-1").await;
+    let status = f
+        .status_when("Failed by abort", |s| s.phase == Some(Phase::Failed))
+        .await;
+    assert_eq!(status.history[0].outcome, Outcome::Aborted);
+    assert_eq!(f.active_selector().await, live);
+    f.request("promote", "late-promote").await;
+    let status = f
+        .status_when("promote refused", |s| {
+            s.last_action
+                .as_ref()
+                .is_some_and(|a| a.id == "late-promote")
+        })
+        .await;
+    assert_eq!(status.last_action.unwrap().result, ActionResult::Refused);
+    assert_eq!(f.active_selector().await, live);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_mid_rollout_converges_without_duplicates() {
+    let f = Fixture::start("crash").await;
+    let mut controller = f.env.start_controller().unwrap();
+    f.apply(&release("shop:1", 0));
+    f.stable("1").await;
+
+    // Slow smoke test so the kill lands while it runs.
+    let mut slow = release("shop:2", 0);
+    slow["spec"]["smokeTests"][0]["template"]["metadata"]["annotations"]["kubesim.dev/run-ms"] =
+        json!("1500");
+    f.apply(&slow);
+    f.status_when("Testing", |s| {
+        s.phase == Some(Phase::Testing) && s.smoke_tests.iter().any(|t| !t.job.is_empty())
+    })
+    .await;
+    controller.kill().unwrap();
+
+    let _restarted = f.env.start_controller().unwrap();
+    let status = f.stable("2").await;
+    assert_eq!(
+        status.history.len(),
+        2,
+        "no lost history: {:?}",
+        status.history
+    );
+    let jobs = f.jobs.list(&Default::default()).await.unwrap();
+    let creates = f
+        .controller_writes()
+        .into_iter()
+        .filter(|e| e.verb == "create" && e.resource == "jobs")
+        .count();
+    assert_eq!(
+        creates,
+        2,
+        "one Job per rollout, none duplicated (jobs now: {})",
+        jobs.items.len()
+    );
+    assert_eq!(f.active_selector().await.0, "green");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_change_is_a_scale_not_a_release() {
+    let f = Fixture::start("scale").await;
+    let _controller = f.env.start_controller().unwrap();
+    f.apply(&release("shop:1", 0));
+    let stable = f.stable("1").await;
+    let sim = f.env.kubesim().unwrap();
+    let before = sim.audit_next_seq();
+    f.env
+        .kubectl(&["scale", "bgr", "shop", "--replicas=4"])
+        .unwrap();
+    eventually("blue at 4", TIMEOUT, || async {
+        Ok((f.rs_replicas(Color::Blue).await == 4).then_some(()))
+    })
+    .await
+    .unwrap();
+    let status = f.stable("1").await;
+    assert_eq!(status.active_revision, stable.active_revision);
+    assert_eq!(status.history.len(), 1, "no new rollout");
+    let rollout_writes: Vec<_> = sim
+        .audit_since(before)
+        .into_iter()
+        .filter(|e| e.field_manager == labels::FIELD_MANAGER)
+        .filter(|e| {
+            (e.resource == "replicasets" && e.subresource.is_empty())
+                || e.resource == "jobs"
+                || (e.resource == "services" && e.verb != "get")
+        })
+        .map(|e| format!("{} {} {}", e.verb, e.resource, e.name))
+        .collect();
+    assert!(
+        rollout_writes.is_empty(),
+        "a scale touches only the scale subresource: {rollout_writes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_service_is_adopted_without_touching_its_other_fields() {
+    let f = Fixture::start("adopt").await;
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "shop", "annotations": {"team": "payments"}, "labels": {"owner": "helm"}},
+        "spec": {"selector": {"app": "shop"}, "ports": [{"name": "web", "port": 8443, "targetPort": 8443}], "sessionAffinity": "ClientIP"}
+    }))
+    .unwrap();
+    f.services
+        .create(
+            &PostParams {
+                field_manager: Some("helm".into()),
+                ..Default::default()
+            },
+            &svc,
+        )
+        .await
+        .unwrap();
+    let _controller = f.env.start_controller().unwrap();
+    let mut manifest = release("shop:1", 0);
+    manifest["spec"]["service"] = json!({"name": "shop"});
+    f.apply(&manifest);
+    f.stable("1").await;
+    let svc = f.services.get("shop").await.unwrap();
+    let spec = svc.spec.clone().unwrap();
+    assert_eq!(spec.ports.unwrap()[0].port, 8443, "ports are the user's");
+    assert_eq!(spec.session_affinity.as_deref(), Some("ClientIP"));
+    assert_eq!(svc.metadata.annotations.unwrap()["team"], "payments");
+    assert_eq!(svc.metadata.labels.as_ref().unwrap()["owner"], "helm");
+    assert_eq!(svc.metadata.labels.unwrap()[labels::RELEASE], "shop");
+    let selector = spec.selector.unwrap();
+    assert_eq!(selector["app"], "shop");
+    assert_eq!(selector[labels::COLOR], "blue");
+    assert!(
+        svc.metadata.owner_references.is_none(),
+        "an adopted Service is not deleted with the release"
+    );
+    // The preview Service copied the user's ports.
+    let preview = f.services.get("shop-preview").await.unwrap();
+    assert_eq!(preview.spec.unwrap().ports.unwrap()[0].port, 8443);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_rejected_or_stalled_and_nothing_is_created() {
+    let f = Fixture::start("invalid").await;
+    let _controller = f.env.start_controller().unwrap();
+
+    // The schema rejects it at admission: nothing is stored.
+    let mut bad_port = release("shop:1", 0);
+    bad_port["spec"]["service"]["ports"][0]["port"] = json!(70000);
+    let err = f
+        .env
+        .kubectl_with_stdin(&["apply", "-f", "-"], Some(&bad_port.to_string()))
+        .unwrap_err();
+    assert!(err.to_string().contains("port"), "{err}");
+    assert!(f.releases.get_opt("shop").await.unwrap().is_none());
+
+    // Rules only the controller can check here (kubesim does not evaluate CEL): InvalidSpec.
+    let mut mismatch = release("shop:1", 0);
+    mismatch["spec"]["selector"] = json!({"matchLabels": {"app": "other"}});
+    f.apply(&mismatch);
+    let status = f
+        .status_when("InvalidSpec", |s| {
+            s.condition("Stalled")
+                .is_some_and(|c| c.reason == "InvalidSpec")
+        })
+        .await;
+    assert!(
+        status
+            .message
+            .unwrap()
+            .contains("spec.selector.matchLabels")
+    );
+    assert!(
+        f.replica_sets
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing created for an invalid spec"
+    );
+    assert!(f.services.get_opt("shop").await.unwrap().is_none());
+
+    // Fixing the spec starts the release.
+    f.apply(&release("shop:1", 0));
+    f.stable("1").await;
+}
