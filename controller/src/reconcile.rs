@@ -77,7 +77,7 @@ fn key(release: &BlueGreenRelease) -> (String, String) {
 }
 
 /// Reconciles one release.
-#[instrument(skip_all, fields(namespace = release.namespace().unwrap_or_default(), release = release.name_any()))]
+#[instrument(skip_all, fields(namespace = release.namespace().unwrap_or_default(), release = release.name_any(), revision = tracing::field::Empty))]
 pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Result<Requeue> {
     let _timer = ctx.metrics.reconcile_timer();
     let namespace = release
@@ -96,6 +96,14 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
             fetch_unadopted_service(&ctx.client, &namespace, &release.spec.service.name).await?;
     }
     let plan = plan::plan(&observed);
+    // The revision being rolled out, else the live one: what a log reader looks for.
+    let revision = plan
+        .status
+        .rollout
+        .as_ref()
+        .map(|r| r.revision.as_str())
+        .or(plan.status.active_revision.as_deref());
+    tracing::Span::current().record("revision", revision.unwrap_or_default());
     let writer = Writer {
         client: ctx.client.clone(),
         namespace: namespace.clone(),
