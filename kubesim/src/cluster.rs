@@ -189,25 +189,31 @@ impl Cluster {
         let mut items = Vec::new();
         let mut remaining = 0usize;
         let mut last: Option<(String, String)> = None;
-        for (ons, oname, obj) in st.iter(&def.storage, ns) {
-            if let Some((ans, aname)) = &after
-                && (ons, oname) <= (ans.as_str(), aname.as_str())
-            {
-                continue;
-            }
+        // Only events.k8s.io Events change shape when served; other kinds can be
+        // filtered on their stored form without a copy.
+        let converts = def.storage != def.gr();
+        let after_ref = after.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+        for (ons, oname, obj) in st.iter_after(&def.storage, ns, after_ref) {
             if !opts.labels.matches(obj) {
                 continue;
             }
-            let served = convert::from_storage(def, version, obj);
-            if !opts.fields.is_empty() && !opts.fields.matches(&served) {
-                continue;
+            if !opts.fields.is_empty() {
+                let ok = if converts {
+                    opts.fields
+                        .matches(&convert::from_storage(def, version, obj))
+                } else {
+                    opts.fields.matches(obj)
+                };
+                if !ok {
+                    continue;
+                }
             }
             if opts.limit.is_some_and(|l| items.len() >= l) {
                 remaining += 1;
                 continue;
             }
             last = Some((ons.to_string(), oname.to_string()));
-            items.push(served);
+            items.push(convert::from_storage(def, version, obj));
         }
         let continue_token = (remaining > 0).then(|| {
             let (a, b) = last.unwrap_or_default();
@@ -556,7 +562,7 @@ impl Cluster {
         }
         let text = std::str::from_utf8(body)
             .map_err(|_| ApiError::bad_request("apply body is not UTF-8"))?;
-        let config: Value = serde_json::from_str(text)
+        let mut config: Value = serde_json::from_str(text)
             .or_else(|_| serde_saphyr::from_str(text))
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         if !config.is_object() {
@@ -565,7 +571,16 @@ impl Cluster {
             ));
         }
         let cfg_name = meta::name(&config);
-        if cfg_name != name {
+        // Like a real API server, an apply configuration without a name takes the URL's
+        // (kube-lease-manager and controller-rs status patches rely on this).
+        if cfg_name.is_empty() {
+            if let Some(m) = config.as_object_mut() {
+                let meta = m.entry("metadata").or_insert_with(|| serde_json::json!({}));
+                if let Some(meta) = meta.as_object_mut() {
+                    meta.insert("name".into(), Value::String(name.to_string()));
+                }
+            }
+        } else if cfg_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
             )));

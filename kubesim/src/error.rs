@@ -67,11 +67,13 @@ impl ApiError {
         .with_target(group, resource, name)
     }
 
+    /// 404 for a URL that names no resource, with the apiserver's exact message.
     pub fn not_found_path(path: &str) -> Self {
+        tracing::debug!(path, "no such resource");
         Self::base(
             404,
             "NotFound",
-            format!("the server could not find the requested resource ({path})"),
+            "the server could not find the requested resource",
         )
     }
 

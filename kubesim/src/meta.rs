@@ -59,6 +59,26 @@ pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
+/// The `PartialObjectMetadata` form of an object (metadata-only clients).
+pub fn partial(obj: &Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
+    })
+}
+
+/// Whether the client asked for `PartialObjectMetadata[List]`.
+pub fn wants_partial(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let params: Vec<&str> = part.split(';').map(str::trim).collect();
+        params.contains(&"g=meta.k8s.io")
+            && params
+                .iter()
+                .any(|p| *p == "as=PartialObjectMetadata" || *p == "as=PartialObjectMetadataList")
+    })
+}
+
 /// Kubernetes' `duration.HumanDuration`, used for AGE-style columns.
 pub fn human_duration(secs: i64) -> String {
     if secs < -1 {

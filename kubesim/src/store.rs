@@ -117,6 +117,43 @@ impl Store {
         }
     }
 
+    /// Like `iter`, starting strictly after `(namespace, name)`: continue tokens seek
+    /// in the ordered maps instead of skipping from the start.
+    pub fn iter_after<'a>(
+        &'a self,
+        gr: &GroupResource,
+        ns: Option<&'a str>,
+        after: Option<(&'a str, &'a str)>,
+    ) -> Box<dyn Iterator<Item = (&'a str, &'a str, &'a Value)> + 'a> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let Some((after_ns, after_name)) = after else {
+            return self.iter(gr, ns);
+        };
+        let Some(by_ns) = self.objects.get(gr) else {
+            return Box::new(std::iter::empty());
+        };
+        let names_after = move |ns: &'a str, m: &'a BTreeMap<String, Value>| {
+            let start = if ns == after_ns {
+                Excluded(after_name.to_string())
+            } else {
+                Unbounded
+            };
+            m.range((start, Unbounded))
+                .map(move |(n, v)| (ns, n.as_str(), v))
+        };
+        match ns {
+            Some(ns) => match by_ns.get(ns) {
+                Some(m) => Box::new(names_after(ns, m)),
+                None => Box::new(std::iter::empty()),
+            },
+            None => Box::new(
+                by_ns
+                    .range::<str, _>((Included(after_ns), Unbounded))
+                    .flat_map(move |(ns, m)| names_after(ns.as_str(), m)),
+            ),
+        }
+    }
+
     pub fn count(&self, gr: &GroupResource) -> usize {
         self.objects
             .get(gr)

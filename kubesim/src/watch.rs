@@ -28,6 +28,8 @@ pub struct WatchParams {
     pub send_initial_events: bool,
     /// `Some(includeObject)` when the client asked for Table rows.
     pub table: Option<String>,
+    /// Objects as `PartialObjectMetadata` (metadata watches).
+    pub metadata_only: bool,
 }
 
 /// First bookmark soon after the start, then periodically, so clients learn progress.
@@ -92,6 +94,7 @@ impl Filter {
                     json!({"resourceVersion": rv}),
                 )
             }
+            None if self.params.metadata_only => crate::meta::partial(&served),
             None => served,
         };
         let mut s = json!({"type": kind, "object": object}).to_string();

@@ -328,6 +328,10 @@ async fn kubectl_delete_cascades_and_events_list() {
     assert_eq!(r[1], "ClusterIP");
     assert!(r[2].starts_with("10.96."));
     assert_eq!(r[3..5], ["<none>", "80/TCP"]);
+    assert_eq!(
+        k.ok(&["auth", "can-i", "delete", "pods"]).await.trim(),
+        "yes"
+    );
     let out = k.ok(&["create", "namespace", "team-a"]).await;
     assert_eq!(out.trim(), "namespace/team-a created");
     assert!(k.ok(&["get", "ns"]).await.contains("team-a"));

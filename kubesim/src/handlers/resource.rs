@@ -267,6 +267,10 @@ impl Request {
             .unwrap_or("")
     }
 
+    fn partial(&self) -> bool {
+        crate::meta::wants_partial(self.accept())
+    }
+
     fn table_include(&self) -> Option<String> {
         table::wants_table(self.accept()).then(|| {
             self.q
@@ -321,6 +325,9 @@ impl Request {
             )));
         }
         let bytes = read_body(body).await?;
+        if def.group == "authorization.k8s.io" {
+            return self.review(&def, &bytes);
+        }
         let cluster = self.app.cluster.clone();
         let v = self.t.version.as_str();
         match (self.verb, sub) {
@@ -339,6 +346,7 @@ impl Request {
                             &table::build(&def, v, &[obj], &inc, json!({"resourceVersion": rv})),
                         ))
                     }
+                    None if self.partial() => Ok(json(200, &crate::meta::partial(&obj))),
                     None => Ok(json(200, &obj)),
                 }
             }
@@ -552,6 +560,13 @@ impl Request {
         if let Some(inc) = self.table_include() {
             return Ok(json(200, &table::build(def, v, &res.items, &inc, meta)));
         }
+        if self.partial() {
+            let items: Vec<Value> = res.items.iter().map(crate::meta::partial).collect();
+            return Ok(json(
+                200,
+                &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+            ));
+        }
         Ok(json(
             200,
             &json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(v), "metadata": meta, "items": res.items}),
@@ -582,6 +597,7 @@ impl Request {
             bookmarks: flag("allowWatchBookmarks"),
             send_initial_events: flag("sendInitialEvents"),
             table: self.table_include(),
+            metadata_only: self.partial(),
         };
         let stream = watch::start(
             self.app.cluster.clone(),
@@ -597,6 +613,27 @@ impl Request {
             "application/json".parse().expect("static header"),
         );
         Ok(r)
+    }
+
+    /// Access reviews: kubesim has no authorization, so everything is allowed.
+    fn review(&self, def: &ResourceDef, bytes: &[u8]) -> ApiResult<Response> {
+        if self.verb != "create" {
+            return Err(ApiError::method_not_allowed(format!(
+                "{} only supports create",
+                def.plural
+            )));
+        }
+        // kubectl sends these as protobuf; the answer does not depend on the question.
+        let mut review = decode_object(&content_type(&self.headers), bytes).unwrap_or_else(
+            |_| json!({"apiVersion": def.api_version(&self.t.version), "kind": def.kind, "spec": {}}),
+        );
+        review["status"] = if def.plural == "selfsubjectrulesreviews" {
+            json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                   "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
+        } else {
+            json!({"allowed": true, "reason": "kubesim does not authorize requests"})
+        };
+        Ok(json(201, &review))
     }
 
     fn log(&self, def: &ResourceDef) -> ApiResult<Response> {
