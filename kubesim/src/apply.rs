@@ -1,8 +1,9 @@
 //! Server-side apply and managedFields bookkeeping.
 //!
 //! Field ownership is tracked as sets of paths in the `fieldsV1` vocabulary
-//! (`f:spec`, `f:replicas`, `k:{"name":"app"}`). Lists with a known merge key are
-//! associative (items owned individually); all other lists are atomic leaves.
+//! (`f:spec`, `f:replicas`, `k:{"name":"app"}`). Associative lists (items owned
+//! individually) are those a CRD schema marks `x-kubernetes-list-type: map`, and for
+//! built-in kinds those with a patch merge key; all other lists are atomic leaves.
 
 use std::collections::BTreeSet;
 
@@ -47,8 +48,64 @@ const IGNORED_META: &[&str] = &[
     "selfLink",
 ];
 
+/// Where list keys come from: a custom resource's structural schema, or the
+/// built-in patch merge keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListKeys<'a> {
+    schema: Option<&'a Value>,
+}
+
+impl<'a> ListKeys<'a> {
+    pub fn builtin() -> Self {
+        ListKeys { schema: None }
+    }
+
+    /// For a CRD version's `openAPIV3Schema` (or built-in keys when `None`).
+    pub fn schema(schema: Option<&'a Value>) -> Self {
+        ListKeys { schema }
+    }
+
+    /// Keys of the list at `prefix` (a field path), if it is associative and every
+    /// item carries them.
+    fn keys(&self, prefix: &[String], items: &[Value]) -> Option<Vec<String>> {
+        let fields: Vec<&str> = prefix.iter().filter_map(|p| p.strip_prefix("f:")).collect();
+        let field = *fields.last()?;
+        let keys = match self.schema {
+            // ObjectMeta is never described by a CRD schema; it has built-in keys.
+            Some(schema) if fields.first() != Some(&"metadata") => {
+                let mut node = schema;
+                for f in &fields {
+                    if let Some(items) = node.get("items") {
+                        node = items;
+                    }
+                    node = node
+                        .pointer(&format!(
+                            "/properties/{}",
+                            f.replace('~', "~0").replace('/', "~1")
+                        ))
+                        .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))?;
+                }
+                if node.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map") {
+                    return None;
+                }
+                node.get("x-kubernetes-list-map-keys")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            }
+            _ => vec![merge_key(field, items)?.to_string()],
+        };
+        let complete = !keys.is_empty()
+            && items
+                .iter()
+                .all(|i| keys.iter().all(|k| i.get(k).is_some()));
+        complete.then_some(keys)
+    }
+}
+
 /// The fields an object (or an apply configuration) sets, within `scope`.
-pub fn field_set(obj: &Value, scope: Scope) -> FieldSet {
+pub fn field_set(obj: &Value, scope: Scope, keys: ListKeys<'_>) -> FieldSet {
     let mut out = FieldSet::new();
     let Some(m) = obj.as_object() else { return out };
     for (k, v) in m {
@@ -69,56 +126,61 @@ pub fn field_set(obj: &Value, scope: Scope) -> FieldSet {
                         continue;
                     }
                     prefix.push(format!("f:{mk}"));
-                    collect(mv, mk, &mut prefix, &mut out);
+                    collect(mv, &mut prefix, &mut out, keys);
                     prefix.pop();
                 }
             }
             continue;
         }
-        collect(v, k, &mut prefix, &mut out);
+        collect(v, &mut prefix, &mut out, keys);
     }
     out
 }
 
-fn item_key(item: &Value, key: &str) -> Option<String> {
-    let id = item.get(key)?;
-    Some(format!("k:{}", json!({ key: id })))
+/// `k:{"port":80,"protocol":"TCP"}` for an item of an associative list.
+fn item_key(item: &Value, keys: &[String]) -> Option<String> {
+    let mut id = Map::new();
+    for k in keys {
+        id.insert(k.clone(), item.get(k)?.clone());
+    }
+    Some(format!("k:{}", Value::Object(id)))
 }
 
-fn collect(v: &Value, field: &str, prefix: &mut Path, out: &mut FieldSet) {
+fn same_item(a: &Value, b: &Value, keys: &[String]) -> bool {
+    keys.iter().all(|k| a.get(k) == b.get(k))
+}
+
+fn collect(v: &Value, prefix: &mut Path, out: &mut FieldSet, keys: ListKeys<'_>) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, c) in m {
                 prefix.push(format!("f:{k}"));
-                collect(c, k, prefix, out);
+                collect(c, prefix, out, keys);
                 prefix.pop();
             }
         }
-        Value::Array(items) if !items.is_empty() => {
-            let key = merge_key(field, items).filter(|k| items.iter().all(|i| i.get(*k).is_some()));
-            match key {
-                Some(key) => {
-                    for item in items {
-                        let Some(pe) = item_key(item, key) else {
-                            continue;
-                        };
-                        prefix.push(pe);
-                        out.insert(prefix.clone());
-                        if let Some(m) = item.as_object() {
-                            for (k, c) in m {
-                                prefix.push(format!("f:{k}"));
-                                collect(c, k, prefix, out);
-                                prefix.pop();
-                            }
-                        }
-                        prefix.pop();
-                    }
-                }
-                None => {
+        Value::Array(items) if !items.is_empty() => match keys.keys(prefix, items) {
+            Some(key) => {
+                for item in items {
+                    let Some(pe) = item_key(item, &key) else {
+                        continue;
+                    };
+                    prefix.push(pe);
                     out.insert(prefix.clone());
+                    if let Some(m) = item.as_object() {
+                        for (k, c) in m {
+                            prefix.push(format!("f:{k}"));
+                            collect(c, prefix, out, keys);
+                            prefix.pop();
+                        }
+                    }
+                    prefix.pop();
                 }
             }
-        }
+            None => {
+                out.insert(prefix.clone());
+            }
+        },
         _ => {
             out.insert(prefix.clone());
         }
@@ -231,34 +293,39 @@ pub fn render_path(path: &[String]) -> String {
     s
 }
 
-/// Merges an apply configuration into the live object: maps recurse, keyed lists
-/// merge item-wise, everything else is replaced.
-pub fn merge_applied(live: &mut Value, applied: &Value, field: &str) {
+/// Merges an apply configuration into the live object: maps recurse, associative
+/// lists merge item-wise, everything else is replaced. `prefix` is the field path.
+pub fn merge_applied(live: &mut Value, applied: &Value, prefix: &mut Path, keys: ListKeys<'_>) {
     match (live, applied) {
         (Value::Object(l), Value::Object(a)) => {
             for (k, av) in a {
                 match l.get_mut(k) {
-                    Some(lv) => merge_applied(lv, av, k),
+                    Some(lv) => {
+                        prefix.push(format!("f:{k}"));
+                        merge_applied(lv, av, prefix, keys);
+                        prefix.pop();
+                    }
                     None => {
                         l.insert(k.clone(), av.clone());
                     }
                 }
             }
         }
-        (Value::Array(l), Value::Array(a)) => {
-            let key = merge_key(field, a).filter(|k| a.iter().all(|i| i.get(*k).is_some()));
-            match key {
-                Some(key) => {
-                    for item in a {
-                        match l.iter_mut().find(|i| i.get(key) == item.get(key)) {
-                            Some(li) => merge_applied(li, item, ""),
-                            None => l.push(item.clone()),
+        (Value::Array(l), Value::Array(a)) => match keys.keys(prefix, a) {
+            Some(key) => {
+                for item in a {
+                    match l.iter_mut().find(|i| same_item(i, item, &key)) {
+                        Some(li) => {
+                            prefix.push("k:".to_string());
+                            merge_applied(li, item, prefix, keys);
+                            prefix.pop();
                         }
+                        None => l.push(item.clone()),
                     }
                 }
-                None => *l = a.clone(),
             }
-        }
+            None => *l = a.clone(),
+        },
         (l, a) => *l = a.clone(),
     }
 }
@@ -389,10 +456,11 @@ pub fn track_update(
     api_version: &str,
     scope: Scope,
     subresource: Option<&str>,
+    keys: ListKeys<'_>,
 ) {
     let mut entries = old.map(read_entries).unwrap_or_default();
-    let new_set = field_set(new, scope);
-    let old_set = old.map(|o| field_set(o, scope)).unwrap_or_default();
+    let new_set = field_set(new, scope, keys);
+    let old_set = old.map(|o| field_set(o, scope, keys)).unwrap_or_default();
     let changed: FieldSet = new_set
         .iter()
         .filter(|p| old.and_then(|o| get_path(o, p)) != get_path(new, p))
@@ -442,13 +510,14 @@ pub struct ApplyRequest<'a> {
     pub force: bool,
     pub scope: Scope,
     pub subresource: Option<&'a str>,
+    pub keys: ListKeys<'a>,
 }
 
 /// Server-side apply of `config` onto `live`. Returns the new object (with
 /// managedFields updated) or the conflict causes.
 pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
     let mut entries = read_entries(req.live);
-    let applied = field_set(req.config, req.scope);
+    let applied = field_set(req.config, req.scope, req.keys);
     let mut conflicts = Vec::new();
     let mut taken: Vec<(usize, Path)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
@@ -515,7 +584,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
             Scope::Main { .. } => {}
         }
     }
-    merge_applied(&mut out, &config, "");
+    merge_applied(&mut out, &config, &mut Vec::new(), req.keys);
     let now = crate::meta::now();
     match entries.iter_mut().find(|e| {
         e.manager == req.manager && e.operation == "Apply" && same_sub(e, req.subresource)
@@ -558,6 +627,7 @@ mod tests {
                 status_subresource: true,
             },
             subresource: None,
+            keys: ListKeys::builtin(),
         }
     }
 
@@ -587,5 +657,51 @@ mod tests {
             "f:selector".to_string(),
             "f:app".to_string()
         ]));
+    }
+}
+
+#[cfg(test)]
+mod schema_keys {
+    use super::*;
+
+    #[test]
+    fn crd_list_map_keys_make_lists_associative() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["port", "protocol"],
+                      "items": {"type": "object"}},
+            "args": {"type": "array", "items": {"type": "string"}}}}}});
+        let keys = ListKeys::schema(Some(&schema));
+        let empty = json!({"metadata": {"name": "x"}});
+        let a = json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": 80, "protocol": "TCP", "name": "http"}], "args": ["a"]}});
+        let r = |live, config, m| ApplyRequest {
+            live,
+            config,
+            manager: m,
+            api_version: "v1",
+            force: false,
+            scope: Scope::Main {
+                status_subresource: true,
+            },
+            subresource: None,
+            keys,
+        };
+        let live = apply(r(&empty, &a, "one")).unwrap();
+        let b = json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": 443, "protocol": "TCP"}]}});
+        let live = apply(r(&live, &b, "two")).unwrap();
+        let ports = live["spec"]["ports"].as_array().unwrap();
+        assert_eq!(ports.len(), 2, "items from both managers: {live}");
+        let owned = &read_entries(&live)[0].fields;
+        assert!(
+            owned.contains(&vec![
+                "f:spec".into(),
+                "f:ports".into(),
+                r#"k:{"port":80,"protocol":"TCP"}"#.into()
+            ]),
+            "{owned:?}"
+        );
+        // An atomic list (no list-type) is replaced whole and conflicts as one field.
+        let c = json!({"metadata": {"name": "x"}, "spec": {"args": ["b"]}});
+        let err = apply(r(&live, &c, "two")).unwrap_err();
+        assert_eq!(err[0].field, ".spec.args");
     }
 }

@@ -92,6 +92,17 @@ fn key(def: &ResourceDef, ns: &str, name: &str) -> ObjKey {
     }
 }
 
+/// List semantics for managedFields and apply: the served version's schema for
+/// custom resources, built-in merge keys otherwise.
+fn list_keys<'a>(def: &'a ResourceDef, version: &str) -> apply::ListKeys<'a> {
+    apply::ListKeys::schema(
+        def.crd
+            .as_ref()
+            .and_then(|m| m.get(version))
+            .and_then(|v| v.schema.as_ref()),
+    )
+}
+
 /// Object content that decides `generation`: everything but metadata and status.
 fn spec_part(v: &Value) -> Value {
     let mut c = v.clone();
@@ -371,6 +382,7 @@ impl Cluster {
                         status_subresource: false,
                     },
                     None,
+                    list_keys(def, version),
                 );
             }
         }
@@ -506,6 +518,12 @@ impl Cluster {
         if kind == PatchType::Apply {
             return self.apply_locked(&mut st, def, version, ns, name, k, old, body, sub, opts);
         }
+        if kind == PatchType::Strategic && def.crd.is_some() {
+            // As on a real apiserver: custom resources have no patch strategies.
+            return Err(ApiError::unsupported_media_type(
+                "application/strategic-merge-patch+json (not supported for custom resources)",
+            ));
+        }
         let Some(old) = old else {
             return Err(ApiError::not_found(&def.group, &def.plural, name));
         };
@@ -618,6 +636,7 @@ impl Cluster {
                 force: opts.force,
                 scope,
                 subresource,
+                keys: list_keys(def, version),
             })
             .map_err(|c| ApiError::apply_conflict(&def.group, &def.plural, name, c))?;
             let managed = merged.pointer("/metadata/managedFields").cloned();
@@ -633,6 +652,7 @@ impl Cluster {
             force: opts.force,
             scope,
             subresource,
+            keys: list_keys(def, version),
         })
         .map_err(|c| ApiError::apply_conflict(&def.group, &def.plural, name, c))?;
         self.commit(
@@ -733,6 +753,7 @@ impl Cluster {
                 &def.api_version(version),
                 scope,
                 subresource,
+                list_keys(def, version),
             );
         }
         if content(&new) == content(old) {

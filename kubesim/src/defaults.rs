@@ -80,7 +80,7 @@ pub fn apply(def: &ResourceDef, obj: &mut Value, old: Option<&Value>, ips: &IpAl
             obj["spec"]["replicas"] = json!(1);
         }
         ("batch", "jobs") => job(obj, old),
-        ("apiextensions.k8s.io", "customresourcedefinitions") => crd(obj),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => crd(obj, old),
         _ => {}
     }
 }
@@ -162,7 +162,7 @@ fn job(obj: &mut Value, old: Option<&Value>) {
     }
 }
 
-fn crd(obj: &mut Value) {
+fn crd(obj: &mut Value, old: Option<&Value>) {
     let names = obj
         .pointer("/spec/names")
         .cloned()
@@ -187,6 +187,12 @@ fn crd(obj: &mut Value) {
         .filter_map(|v| v.get("name").cloned())
         .collect();
     let now = crate::meta::now();
+    // Conditions keep their transition times across updates: the CRD stays Established.
+    if let Some(conds) = old.and_then(|o| o.pointer("/status/conditions")) {
+        obj["status"] =
+            json!({"acceptedNames": accepted, "storedVersions": stored, "conditions": conds});
+        return;
+    }
     obj["status"] = json!({
         "acceptedNames": accepted,
         "storedVersions": stored,

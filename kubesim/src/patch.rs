@@ -37,8 +37,7 @@ pub fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
         | "ephemeralContainers"
         | "env"
         | "volumes"
-        | "imagePullSecrets"
-        | "smokeTests" => Some("name"),
+        | "imagePullSecrets" => Some("name"),
         "ports" => {
             if items.iter().any(|i| i.get("containerPort").is_some()) {
                 Some("containerPort")

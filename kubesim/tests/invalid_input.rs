@@ -77,7 +77,9 @@ async fn malformed_requests_answer_status_and_change_nothing() {
         cm.to_string().into_bytes(),
     )
     .await;
-    let _ = widgets;
+    let kept: kube::core::DynamicObject =
+        serde_json::from_value(common::widget("kept", "1")).unwrap();
+    widgets.create(&Default::default(), &kept).await.unwrap();
     let before = revision(c).await;
     let cms = "/api/v1/namespaces/default/configmaps";
 
@@ -113,6 +115,8 @@ async fn malformed_requests_answer_status_and_change_nothing() {
         ("unknown subresource", "GET", "/api/v1/namespaces/default/configmaps/keep/scale", "application/json", vec![], 404, "NotFound"),
         ("custom resource failing its schema", "POST", "/apis/test.kubesim.dev/v1/namespaces/default/widgets", "application/json",
             json!({"apiVersion": "test.kubesim.dev/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"version": "", "tags": ["a", "b", "c", "d"]}}).to_string().into_bytes(), 422, "Invalid"),
+        ("strategic merge on a custom resource", "PATCH", "/apis/test.kubesim.dev/v1/namespaces/default/widgets/kept", "application/strategic-merge-patch+json",
+            br#"{"spec": {"version": "9"}}"#.to_vec(), 415, "UnsupportedMediaType"),
         ("labels that are not strings", "POST", cms, "application/json",
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"a": 1}}}).to_string().into_bytes(), 422, "Invalid"),
     ];

@@ -403,7 +403,12 @@ impl Request {
                         serde_saphyr::from_str(std::str::from_utf8(&bytes).unwrap_or(""))
                             .map_err(|e| ApiError::bad_request(e.to_string()))
                     })?;
-                    crate::apply::merge_applied(&mut scale, &cfg, "");
+                    crate::apply::merge_applied(
+                        &mut scale,
+                        &cfg,
+                        &mut Vec::new(),
+                        crate::apply::ListKeys::builtin(),
+                    );
                 } else {
                     crate::patch::apply_patch(&mut scale, kind, &bytes)?;
                 }
