@@ -32,6 +32,8 @@ pub struct WriteOpts {
     pub manager: String,
     pub dry_run: bool,
     pub force: bool,
+    /// `fieldValidation=Strict`: unknown (pruned) fields are an error.
+    pub strict: bool,
 }
 
 impl WriteOpts {
@@ -364,7 +366,7 @@ impl Cluster {
             }
         }
         defaults::apply(def, &mut obj, None, &self.ips);
-        self.validate(def, version, &mut obj)?;
+        self.validate(def, version, &mut obj, opts.strict)?;
         match managed {
             Some(m) => obj["metadata"]["managedFields"] = m,
             None => {
@@ -394,7 +396,13 @@ impl Cluster {
         Ok(convert::from_storage(def, version, &stored))
     }
 
-    fn validate(&self, def: &ResourceDef, version: &str, obj: &mut Value) -> ApiResult<()> {
+    fn validate(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        obj: &mut Value,
+        strict: bool,
+    ) -> ApiResult<()> {
         let mut causes = Vec::new();
         if let Some(schema) = def
             .crd
@@ -402,7 +410,19 @@ impl Cluster {
             .and_then(|m| m.get(version))
             .and_then(|v| v.schema.as_ref())
         {
-            causes.extend(schema::apply(obj, schema));
+            let outcome = schema::apply(obj, schema);
+            if strict && !outcome.pruned.is_empty() {
+                let fields: Vec<String> = outcome
+                    .pruned
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    fields.join(", ")
+                )));
+            }
+            causes.extend(outcome.causes);
         }
         if def.group == "apiextensions.k8s.io" {
             causes.extend(defaults::validate_crd(obj));
@@ -725,7 +745,7 @@ impl Cluster {
             }
         }
         defaults::apply(def, &mut new, Some(old), &self.ips);
-        self.validate(def, version, &mut new)?;
+        self.validate(def, version, &mut new, opts.strict)?;
         if spec_part(&new) != spec_part(old) {
             let g = old
                 .pointer("/metadata/generation")

@@ -7,11 +7,20 @@ use serde_json::{Map, Value};
 use crate::error::Cause;
 
 /// Defaults, prunes and validates `obj` in place; returns the causes of any violation.
-pub fn apply(obj: &mut Value, schema: &Value) -> Vec<Cause> {
-    default_and_prune(obj, schema, true);
+pub fn apply(obj: &mut Value, schema: &Value) -> Outcome {
+    let mut pruned = Vec::new();
+    default_and_prune(obj, schema, true, "", &mut pruned);
     let mut causes = Vec::new();
     validate(obj, schema, "", true, &mut causes);
-    causes
+    Outcome { causes, pruned }
+}
+
+/// What schema processing found: validation failures, and the unknown fields it
+/// pruned (an error under `fieldValidation=Strict`).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub causes: Vec<Cause>,
+    pub pruned: Vec<String>,
 }
 
 fn flag(s: &Value, name: &str) -> bool {
@@ -23,7 +32,7 @@ fn is_meta_field(key: &str) -> bool {
     matches!(key, "apiVersion" | "kind" | "metadata")
 }
 
-fn default_and_prune(v: &mut Value, s: &Value, root: bool) {
+fn default_and_prune(v: &mut Value, s: &Value, root: bool, path: &str, pruned: &mut Vec<String>) {
     match v {
         Value::Object(map) => {
             let keeps_meta = root || flag(s, "x-kubernetes-embedded-resource");
@@ -43,26 +52,31 @@ fn default_and_prune(v: &mut Value, s: &Value, root: bool) {
             if !preserve && !flag(s, "x-kubernetes-int-or-string") {
                 let additional_schema = additional.filter(|a| a.is_object());
                 map.retain(|k, _| {
-                    (keeps_meta && is_meta_field(k))
+                    let known = (keeps_meta && is_meta_field(k))
                         || props.is_some_and(|p| p.contains_key(k))
-                        || additional_schema.is_some()
+                        || additional_schema.is_some();
+                    if !known {
+                        pruned.push(child(path, k));
+                    }
+                    known
                 });
             }
             for (k, child) in map.iter_mut() {
                 if keeps_meta && is_meta_field(k) {
                     continue;
                 }
+                let at = self::child(path, k);
                 if let Some(ps) = props.and_then(|p| p.get(k)) {
-                    default_and_prune(child, ps, false);
+                    default_and_prune(child, ps, false, &at, pruned);
                 } else if let Some(a) = additional.filter(|a| a.is_object()) {
-                    default_and_prune(child, a, false);
+                    default_and_prune(child, a, false, &at, pruned);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(is) = s.get("items") {
-                for it in items {
-                    default_and_prune(it, is, false);
+                for (i, it) in items.iter_mut().enumerate() {
+                    default_and_prune(it, is, false, &format!("{path}[{i}]"), pruned);
                 }
             }
         }
@@ -355,13 +369,15 @@ mod tests {
     fn defaults_prunes_and_reports() {
         let mut obj = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"},
             "spec": {"name": "abc", "junk": 1, "free": {"any": {"thing": 1}}}});
-        assert!(apply(&mut obj, &schema()).is_empty());
+        let outcome = apply(&mut obj, &schema());
+        assert!(outcome.causes.is_empty());
+        assert_eq!(outcome.pruned, vec!["spec.junk".to_string()]);
         assert_eq!(obj["spec"]["replicas"], 1);
         assert!(obj["spec"].get("junk").is_none());
         assert_eq!(obj["spec"]["free"]["any"]["thing"], 1);
 
         let mut bad = json!({"spec": {"replicas": -1, "mode": "X", "name": "toolong"}});
-        let causes = apply(&mut bad, &schema());
+        let causes = apply(&mut bad, &schema()).causes;
         let msgs: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
@@ -377,7 +393,7 @@ mod tests {
             "{msgs:?}"
         );
         let mut missing = json!({"spec": {}});
-        let causes = apply(&mut missing, &schema());
+        let causes = apply(&mut missing, &schema()).causes;
         assert_eq!(causes[0].field, "spec.name");
         assert_eq!(causes[0].message, "Required value");
     }

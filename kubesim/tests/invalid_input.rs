@@ -117,6 +117,8 @@ async fn malformed_requests_answer_status_and_change_nothing() {
             json!({"apiVersion": "test.kubesim.dev/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"version": "", "tags": ["a", "b", "c", "d"]}}).to_string().into_bytes(), 422, "Invalid"),
         ("strategic merge on a custom resource", "PATCH", "/apis/test.kubesim.dev/v1/namespaces/default/widgets/kept", "application/strategic-merge-patch+json",
             br#"{"spec": {"version": "9"}}"#.to_vec(), 415, "UnsupportedMediaType"),
+        ("unknown field under fieldValidation=Strict", "POST", "/apis/test.kubesim.dev/v1/namespaces/default/widgets?fieldValidation=Strict", "application/json",
+            json!({"apiVersion": "test.kubesim.dev/v1", "kind": "Widget", "metadata": {"name": "strict"}, "spec": {"version": "1", "bogus": true}}).to_string().into_bytes(), 400, "BadRequest"),
         ("labels that are not strings", "POST", cms, "application/json",
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"a": 1}}}).to_string().into_bytes(), 422, "Invalid"),
     ];

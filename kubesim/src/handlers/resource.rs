@@ -230,6 +230,7 @@ impl Request {
             manager,
             dry_run: self.q.get("dryRun").is_some_and(|d| d == "All"),
             force: self.q.get("force").is_some_and(|f| f == "true"),
+            strict: self.q.get("fieldValidation").is_some_and(|f| f == "Strict"),
         }
     }
 
