@@ -660,7 +660,6 @@ impl Cluster {
             })
             .map_err(|c| ApiError::apply_conflict(&def.group, &def.plural, name, c))?;
             let managed = merged.pointer("/metadata/managedFields").cloned();
-            let _ = k;
             return self.create_locked(st, def, version, ns, merged, opts, managed);
         };
         let live = convert::from_storage(def, version, &old);

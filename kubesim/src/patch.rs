@@ -81,7 +81,10 @@ pub fn apply_patch(target: &mut Value, kind: PatchType, body: &[u8]) -> Result<(
             }
             strategic_merge(target, &p);
         }
-        PatchType::Apply => unreachable!("server-side apply is handled by apply.rs"),
+        // Server-side apply merges by field ownership (apply.rs), not as a patch.
+        PatchType::Apply => {
+            return Err(ApiError::bad_request("apply patches are not plain patches"));
+        }
     }
     Ok(())
 }

@@ -669,3 +669,47 @@ async fn streaming_list_watcher_and_dry_run() {
         rv_before
     );
 }
+
+#[tokio::test]
+async fn delete_collection_and_yaml_apply_body() {
+    let server = kubesim::Server::start().await.unwrap();
+    let c = client(&server);
+    let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        cms.create(&PostParams::default(), &cm(name, &[("tier", tier)], &[]))
+            .await
+            .unwrap();
+    }
+    cms.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("tier=web"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, vec!["c"]);
+
+    // kubectl --server-side sends YAML; the apiserver accepts YAML and JSON alike.
+    let yaml =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  greeting: hello\n";
+    let req = http::Request::builder()
+        .method("PATCH")
+        .uri("/api/v1/namespaces/default/configmaps/from-yaml?fieldManager=yaml-client")
+        .header("content-type", "application/apply-patch+yaml")
+        .body(yaml.as_bytes().to_vec())
+        .unwrap();
+    let created: ConfigMap = serde_json::from_str(&c.request_text(req).await.unwrap()).unwrap();
+    assert_eq!(created.data.unwrap()["greeting"], "hello");
+    let mf = created.metadata.managed_fields.unwrap();
+    assert_eq!(
+        (mf[0].manager.as_deref(), mf[0].operation.as_deref()),
+        (Some("yaml-client"), Some("Apply"))
+    );
+}
