@@ -190,14 +190,29 @@ impl Cluster {
     ) -> ApiResult<ListResult> {
         let st = self.lock();
         let ns = if def.namespaced { ns } else { None };
-        let after: Option<(String, String)> = match &opts.continue_token {
+        // Continue tokens are `<list rv>/<namespace>/<name>`: every page reports the
+        // first page's resourceVersion, so a watch started from it misses nothing.
+        let (snapshot_rv, after): (u64, Option<(String, String)>) = match &opts.continue_token {
             Some(t) if !t.is_empty() => {
-                let (a, b) = t.split_once('/').ok_or_else(|| {
-                    ApiError::bad_request("continue key is not valid: malformed token")
-                })?;
-                Some((a.to_string(), b.to_string()))
+                let malformed =
+                    || ApiError::bad_request("continue key is not valid: malformed token");
+                let mut parts = t.splitn(3, '/');
+                let rv: u64 = parts
+                    .next()
+                    .and_then(|r| r.parse().ok())
+                    .ok_or_else(malformed)?;
+                let (a, b) = (
+                    parts.next().ok_or_else(malformed)?,
+                    parts.next().ok_or_else(malformed)?,
+                );
+                if rv < st.horizon() {
+                    return Err(ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                    ));
+                }
+                (rv, Some((a.to_string(), b.to_string())))
             }
-            _ => None,
+            _ => (st.current_rv(), None),
         };
         let mut items = Vec::new();
         let mut remaining = 0usize;
@@ -230,11 +245,11 @@ impl Cluster {
         }
         let continue_token = (remaining > 0).then(|| {
             let (a, b) = last.unwrap_or_default();
-            format!("{a}/{b}")
+            format!("{snapshot_rv}/{a}/{b}")
         });
         Ok(ListResult {
             items,
-            resource_version: st.current_rv(),
+            resource_version: snapshot_rv,
             remaining: (remaining > 0).then_some(remaining),
             continue_token,
         })

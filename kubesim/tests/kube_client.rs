@@ -431,6 +431,7 @@ async fn pagination_with_limit_and_continue() {
         .unwrap();
     }
     let mut names = Vec::new();
+    let mut rvs = Vec::new();
     let mut token: Option<String> = None;
     let mut pages = 0;
     loop {
@@ -441,6 +442,13 @@ async fn pagination_with_limit_and_continue() {
         let page = cms.list(&lp).await.unwrap();
         pages += 1;
         names.extend(page.items.iter().map(|c| c.metadata.name.clone().unwrap()));
+        rvs.push(page.metadata.resource_version.clone().unwrap());
+        if pages == 1 {
+            // A write between pages: later pages still report the first page's version.
+            cms.create(&PostParams::default(), &cm("unrelated", &[], &[]))
+                .await
+                .unwrap();
+        }
         token = page.metadata.continue_.filter(|c| !c.is_empty());
         if token.is_none() {
             break;
@@ -448,6 +456,21 @@ async fn pagination_with_limit_and_continue() {
     }
     assert_eq!(pages, 3);
     assert_eq!(names, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
+    assert!(rvs.iter().all(|rv| *rv == rvs[0]), "{rvs:?}");
+    // A token older than the retained history is 410 Expired, as after compaction.
+    server.expire_resource_versions();
+    let stale = cms
+        .list(
+            &ListParams::default()
+                .limit(1)
+                .continue_token(&format!("{}/default/p0", rvs[0])),
+        )
+        .await
+        .unwrap_err();
+    match stale {
+        kube::Error::Api(s) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Names in a reflector store, sorted.
