@@ -210,6 +210,10 @@ impl<'a> Planner<'a> {
     fn decide(&mut self) {
         if let Some(rollout) = self.status.rollout.clone() {
             if self.rollout_still_wanted(&rollout) {
+                // A replicas change resizes the active color at once, even mid-rollout (a
+                // manual promotion may wait for days); the rollout only sizes the cold color
+                // (invariant 9).
+                self.maintain_active();
                 self.progress_rollout(rollout);
                 return;
             }
@@ -232,6 +236,8 @@ impl<'a> Planner<'a> {
             self.stall = Some(stall);
             return;
         }
+        // As above: the active color is resized in the same plan that starts a rollout.
+        self.maintain_active();
         self.start_rollout(active);
     }
 

@@ -16,10 +16,16 @@ impl Planner<'_> {
         let now = self.now();
         // The first release goes to blue; later ones to the color that is not live.
         let color = active.as_ref().map_or(Color::Blue, |a| a.color.other());
-        let warm = self
-            .obs
-            .replica_set(color)
-            .is_some_and(|rs| rs.revision == self.desired_revision && !rs.deleting);
+        // Only the recorded previous color is a rollback target. A cold ReplicaSet that merely
+        // runs the desired revision may be the leftover of a rollout that was never recorded
+        // (killed after creating it) or that was superseded: treating it as a rollback would
+        // skip the preview stage and the promotion gate and record `RolledBack` (invariant 6).
+        let standby = self.status.standby.as_ref();
+        let warm = standby.is_some_and(|s| s.color == color && s.revision == self.desired_revision)
+            && self
+                .obs
+                .replica_set(color)
+                .is_some_and(|rs| rs.revision == self.desired_revision && !rs.deleting);
         let rollback = active.is_some() && warm;
         let passed_before = self.status.history.iter().any(|h| {
             h.revision == self.desired_revision
@@ -100,12 +106,30 @@ impl Planner<'_> {
             spec.effective_preview_replicas()
         };
 
-        // 1. The cold ReplicaSet runs the rollout's revision at the stage's size.
+        // 0. A smoke test of this rollout failed: the rollout fails, whatever the cold color
+        // looks like now. A controller killed after the failure scaled the cold color down
+        // (before its status) would otherwise grow it again, void and redo the round only to
+        // fail the same way (invariant 6).
+        if r.tests_passed_at.is_none()
+            && self.has_failed_job(r)
+            && matches!(self.run_smoke_tests(r), TestsOutcome::Failed)
+        {
+            return Step::Failed;
+        }
+
+        // 1. The cold ReplicaSet runs the rollout's revision at the stage's size. The deadline
+        // is checked before the write: a rollout that fails here must not first create or
+        // grow its ReplicaSet (the failure scales it to zero in the same plan; a controller
+        // killed between the two writes would leave it at full size; invariant 6).
         let Some(rs) = self.obs.replica_set(r.color).cloned() else {
-            let rs = desired::replica_set(self.release, r.color, &r.revision, &r.version, target);
-            self.actions.push(Action::ApplyReplicaSet(Box::new(rs)));
-            self.point_preview(r.color, &r.revision);
-            return self.wait_for_availability(r, Phase::Deploying, None, target);
+            let step = self.wait_for_availability(r, Phase::Deploying, None, target);
+            if matches!(step, Step::Continue) {
+                let rs =
+                    desired::replica_set(self.release, r.color, &r.revision, &r.version, target);
+                self.actions.push(Action::ApplyReplicaSet(Box::new(rs)));
+                self.point_preview(r.color, &r.revision);
+            }
+            return step;
         };
         if rs.deleting {
             self.set_phase(
@@ -115,26 +139,52 @@ impl Planner<'_> {
             return Step::Continue;
         }
         if rs.revision != r.revision {
-            let replica_set =
-                desired::replica_set(self.release, r.color, &r.revision, &r.version, target);
-            self.actions.push(Action::ReplaceReplicaSet {
-                old_uid: rs.uid.clone(),
-                replica_set: Box::new(replica_set),
+            let stale_standby = self.before.standby.as_ref().is_some_and(|s| {
+                s.color == r.color && s.revision == r.revision && s.revision != rs.revision
             });
-            self.point_preview(r.color, &r.revision);
-            return self.wait_for_availability(r, Phase::Deploying, None, target);
+            if stale_standby && self.status.standby.is_none() {
+                // The stored status still names a standby on this color at the revision about
+                // to be recreated, but its ReplicaSet was replaced meanwhile (by a rollout
+                // whose status was lost in a crash). Record that it is gone first: killed
+                // between this replace and the status, a controller would take the new
+                // ReplicaSet for the warm standby and roll back to it, skipping the preview
+                // stage and the promotion gate (invariant 6).
+                self.set_phase(
+                    Phase::Pending,
+                    format!(
+                        "the previous color {} is gone; redeploying version {}",
+                        r.color, r.version
+                    ),
+                );
+                self.requeue_in(std::time::Duration::from_secs(1));
+                return Step::Continue;
+            }
+            let step = self.wait_for_availability(r, Phase::Deploying, None, target);
+            if matches!(step, Step::Continue) {
+                let replica_set =
+                    desired::replica_set(self.release, r.color, &r.revision, &r.version, target);
+                self.actions.push(Action::ReplaceReplicaSet {
+                    old_uid: rs.uid.clone(),
+                    replica_set: Box::new(replica_set),
+                });
+                self.point_preview(r.color, &r.revision);
+            }
+            return step;
         }
         if rs.desired != target {
-            self.actions.push(Action::ScaleReplicaSet {
-                name: rs.name.clone(),
-                replicas: target,
-            });
             let phase = if promoting {
                 Phase::Promoting
             } else {
                 Phase::Deploying
             };
-            return self.wait_for_availability(r, phase, None, target);
+            let step = self.wait_for_availability(r, phase, None, target);
+            if matches!(step, Step::Continue) {
+                self.actions.push(Action::ScaleReplicaSet {
+                    name: rs.name.clone(),
+                    replicas: target,
+                });
+            }
+            return step;
         }
 
         // 2. The preview Service points at the cold color.
@@ -175,12 +225,19 @@ impl Planner<'_> {
             r.tests_passed_at = Some(self.now());
             r.progressing_since = self.now();
             if target != full {
-                // Promotion stage: scale the cold color to full size first.
-                self.actions.push(Action::ScaleReplicaSet {
-                    name: rs.name.clone(),
-                    replicas: full,
-                });
-                return self.wait_for_availability(r, Phase::Promoting, None, full);
+                // Promotion stage: the cold color goes to full size (step 1) once the passed
+                // tests and the new deadline are recorded. Killed after a resize but before
+                // its status, a controller would judge the resized color against the test
+                // stage's size and its old deadline, and fail or shrink it (invariant 6).
+                self.set_phase(
+                    Phase::Promoting,
+                    format!(
+                        "smoke tests passed; scaling version {} on {} to {full} pods",
+                        r.version, r.color
+                    ),
+                );
+                self.requeue_in(std::time::Duration::from_secs(1));
+                return Step::Continue;
             }
         }
 
@@ -213,7 +270,22 @@ impl Planner<'_> {
             }
         }
 
-        // 6. The flip, towards a ReplicaSet seen fully available at full size.
+        // 6. The flip, towards a ReplicaSet seen fully available at full size, and only once
+        // the stored status holds this rollout exactly as it is now (as for Jobs). A
+        // controller killed right after the flip finishes the promotion from the stored
+        // rollout (`sync_active_from_world`); anything this plan changed in it is lost. A
+        // rollout started and flipped in one plan (a fast rollback, a release without tests)
+        // would even be taken for someone else's edit of the Service, without history or
+        // standby, and tests passed or skipped in this plan would stay `Running` or missing
+        // in the status (invariant 6). Recording first costs one status write.
+        if self.before.rollout.as_ref() != Some(&*r) {
+            self.set_phase(
+                Phase::Promoting,
+                format!("promoting version {} on {}", r.version, r.color),
+            );
+            self.requeue_in(std::time::Duration::from_secs(1));
+            return Step::Continue;
+        }
         let adopted = self
             .obs
             .active_service
@@ -302,7 +374,7 @@ impl Planner<'_> {
             .before
             .rollout
             .as_ref()
-            .is_none_or(|b| rollout_id(b) != rollout_id(r));
+            .is_none_or(|b| !same_rollout(b, r));
         if first_visit {
             // Jobs carry the rollout's identity; create them only once that identity is in
             // the stored status, so a crash cannot leave Jobs of an unrecorded rollout.
@@ -313,7 +385,8 @@ impl Planner<'_> {
             self.requeue_in(std::time::Duration::from_secs(1));
             return TestsOutcome::Waiting;
         }
-        if !self.preview_endpoints_are_cold_pods(r) {
+        // The endpoints gate the start of tests; a failed one fails the rollout regardless.
+        if !self.preview_endpoints_are_cold_pods(r) && !self.has_failed_job(r) {
             self.set_phase(
                 Phase::Testing,
                 format!("waiting for the preview Service's endpoints to be exactly the ready pods of version {}", r.version),
@@ -339,6 +412,10 @@ impl Planner<'_> {
         };
         let url = desired::preview_url(self.release, &preview_ports);
         let mut results = Vec::new();
+        // A failed rollout starts no more tests: they would outlive it (its cancellation only
+        // sees the Jobs that already exist), and a controller killed after cancelling one
+        // would otherwise restart it.
+        let failing = self.has_failed_job(r);
         let mut failure = None;
         for test in &self.release.spec.smoke_tests {
             let name = desired::job_name(self.release, &test.name, &r.revision);
@@ -357,6 +434,7 @@ impl Planner<'_> {
                 message: None,
             });
             match self.obs.jobs.iter().find(|j| j.name == name) {
+                None if failing => {}
                 None => {
                     let ctx = desired::JobContext {
                         revision: &r.revision,
@@ -395,6 +473,10 @@ impl Planner<'_> {
                     }
                     JobState::Succeeded => {
                         if entry.phase != SmokeTestPhase::Succeeded {
+                            // A Job first seen finished still started: the status recording
+                            // its start was lost when the controller was killed right after
+                            // creating it (invariant 6: no lost history).
+                            entry.started_at.get_or_insert_with(|| now.clone());
                             entry.phase = SmokeTestPhase::Succeeded;
                             entry.finished_at = Some(now.clone());
                             entry.message = None;
@@ -413,6 +495,7 @@ impl Planner<'_> {
                             None => format!("{reason}: {message}"),
                         };
                         entry.phase = SmokeTestPhase::Failed;
+                        entry.started_at.get_or_insert_with(|| now.clone());
                         entry.finished_at = Some(now.clone());
                         entry.message = Some(detail.clone());
                         self.occurrences
@@ -464,6 +547,22 @@ impl Planner<'_> {
             ),
         );
         TestsOutcome::Waiting
+    }
+
+    /// A smoke-test Job of this rollout has failed.
+    fn has_failed_job(&self, r: &RolloutStatus) -> bool {
+        let id = rollout_id(r);
+        self.obs.jobs.iter().any(|j| {
+            j.rollout == id
+                && j.revision == r.revision
+                && matches!(j.state, JobState::Failed { .. })
+                && self
+                    .release
+                    .spec
+                    .smoke_tests
+                    .iter()
+                    .any(|t| j.name == desired::job_name(self.release, &t.name, &r.revision))
+        })
     }
 
     /// Invariant 8: the preview Service serves exactly the cold revision's ready pods.
@@ -519,6 +618,14 @@ impl Planner<'_> {
             ),
         );
     }
+}
+
+/// The same rollout: a rollout's id is its start time, at second precision, so a rollout that
+/// supersedes another within the same second has the same id; the revision and color tell
+/// them apart (a crash right after such a supersede must not take the stored old rollout
+/// for the new one and create its Jobs before it is recorded).
+fn same_rollout(a: &RolloutStatus, b: &RolloutStatus) -> bool {
+    rollout_id(a) == rollout_id(b) && a.revision == b.revision && a.color == b.color
 }
 
 /// Where a rollout stands after a step.

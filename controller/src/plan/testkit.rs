@@ -114,6 +114,28 @@ impl Sim {
         for action in plan.actions.iter().take(writes) {
             self.apply(action);
         }
+        self.after_writes(plan, status);
+    }
+
+    /// [`Sim::execute`], calling `check` with the world as it stands right before each
+    /// write (property tests assert invariants there); stops at the first error.
+    pub fn execute_checked<E>(
+        &mut self,
+        plan: &Plan,
+        writes: usize,
+        status: bool,
+        mut check: impl FnMut(&Sim, &Action) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for action in plan.actions.iter().take(writes) {
+            check(self, action)?;
+            self.apply(action);
+        }
+        self.after_writes(plan, status);
+        Ok(())
+    }
+
+    /// The status patch and annotation removal (when `status`), then the endpoints catch up.
+    fn after_writes(&mut self, plan: &Plan, status: bool) {
         if status {
             self.release.status = Some(plan.status.clone());
             if plan.consume_action

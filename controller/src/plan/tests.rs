@@ -88,6 +88,15 @@ fn first_release_goes_to_blue_through_every_phase() {
 
     sim.finish_jobs(true);
     let plan = sim.reconcile();
+    assert_eq!(
+        flips(&plan),
+        0,
+        "the passed tests are recorded before the flip"
+    );
+    assert_eq!(phase(&sim), Phase::Promoting);
+    assert_eq!(sim.status().smoke_tests[0].phase, SmokeTestPhase::Succeeded);
+    assert!(sim.active_service.is_none());
+    let plan = sim.reconcile();
     assert_eq!(flips(&plan), 1);
     assert_eq!(
         sim.active_target(),
@@ -455,6 +464,8 @@ fn preview_replicas_are_scaled_to_full_size_before_the_flip() {
     assert_eq!(sim.replica_sets[&Color::Green].desired, 1);
     sim.settle();
     let plan = sim.reconcile();
+    assert!(plan.actions.is_empty(), "tests passed: recorded first");
+    let plan = sim.reconcile();
     assert!(plan.actions.contains(&Action::ScaleReplicaSet {
         name: "web-green".into(),
         replicas: 3
@@ -577,6 +588,14 @@ fn git_revert_is_a_fast_rollback_to_the_warm_standby() {
     let jobs_before = sim.jobs.len();
     sim.set_image("web:1");
     let plan = sim.reconcile();
+    assert!(
+        plan.actions.is_empty(),
+        "standby at full size: nothing to write before the flip but the status: {:?}",
+        plan.actions
+    );
+    assert_eq!(phase(&sim), Phase::Promoting);
+    assert!(sim.status().rollout.unwrap().rollback);
+    let plan = sim.reconcile();
     assert!(!plan.actions.iter().any(|a| matches!(
         a,
         Action::ApplyReplicaSet(_) | Action::ReplaceReplicaSet { .. }
@@ -584,7 +603,7 @@ fn git_revert_is_a_fast_rollback_to_the_warm_standby() {
     assert_eq!(
         flips(&plan),
         1,
-        "standby at full size: flip at once, tests skipped"
+        "standby at full size: flip once the rollback is recorded, tests skipped"
     );
     assert_eq!(
         sim.jobs.len(),
@@ -618,6 +637,7 @@ fn fast_rollback_from_a_scaled_down_standby_scales_it_up_first() {
         }]
     );
     sim.settle();
+    assert_eq!(flips(&sim.reconcile()), 0, "skipped tests recorded first");
     let plan = sim.reconcile();
     assert_eq!(flips(&plan), 1);
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
@@ -643,6 +663,7 @@ fn rollback_action_flips_back_and_holds_in_rolled_back() {
         sim.status().last_action.unwrap().result,
         ActionResult::Accepted
     );
+    assert_eq!(flips(&sim.reconcile()), 0, "skipped tests recorded first");
     let plan = sim.reconcile();
     assert_eq!(flips(&plan), 1);
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
@@ -670,9 +691,11 @@ fn rollback_action_flips_back_and_holds_in_rolled_back() {
     );
     assert_eq!(phase(&reverted), Phase::Stable);
 
-    // Or a retry redeploys web:2 — from the warm green color, without tests.
+    // Or a retry redeploys web:2 — from the warm green color, without tests (the rollout
+    // is recorded before its flip).
     sim.request("retry", "rt-1");
     sim.reconcile();
+    assert_eq!(flips(&sim.reconcile()), 0);
     let plan = sim.reconcile();
     assert_eq!(flips(&plan), 1);
     assert_eq!(sim.active_target().unwrap().0, Color::Green);
@@ -874,6 +897,7 @@ fn killed_after_the_flip_finishes_the_promotion_without_flipping_again() {
     sim.set_image("web:2");
     sim.reconcile();
     sim.settle();
+    sim.reconcile(); // no tests: recorded as passed, then the flip
     let plan = sim.plan();
     assert_eq!(flips(&plan), 1);
     let flip_at = plan
@@ -987,6 +1011,248 @@ fn phase_transitions_emit_events() {
     assert!(plan.events.iter().any(|e| e.reason == "RolloutStarted"));
     sim.settle();
     let plan = sim.reconcile();
+    assert!(plan.events.iter().any(|e| e.reason == "Promoting"));
+    let plan = sim.reconcile();
     assert!(plan.events.iter().any(|e| e.reason == "Promoted"));
     assert!(plan.events.iter().any(|e| e.reason == "Stable"));
+}
+
+// Found by the property tests (proptests.rs); each reproduces one planner fix.
+
+#[test]
+fn a_replicas_change_mid_rollout_resizes_the_active_color_at_once() {
+    let mut sim = stable_on_blue(&["smoke"]);
+    sim.release.spec.promotion.mode = PromotionMode::Manual;
+    sim.set_image("web:2");
+    for _ in 0..4 {
+        sim.reconcile();
+        sim.settle();
+    }
+    sim.finish_jobs(true);
+    sim.reconcile();
+    assert_eq!(phase(&sim), Phase::AwaitingPromotion);
+    sim.release.spec.replicas = 5;
+    sim.bump_generation();
+    let plan = sim.reconcile();
+    assert!(
+        plan.actions.contains(&Action::ScaleReplicaSet {
+            name: "web-blue".into(),
+            replicas: 5
+        }),
+        "{:?}",
+        plan.actions
+    );
+    assert_eq!(sim.status().rollout.unwrap().version, "2");
+}
+
+#[test]
+fn a_cold_replica_set_left_by_a_killed_controller_is_not_a_rollback() {
+    let mut sim = stable_on_blue(&[]);
+    sim.release.spec.promotion.mode = PromotionMode::Manual;
+    sim.set_image("web:2");
+    let plan = sim.plan();
+    sim.execute(&plan, plan.actions.len(), false); // web-green created, rollout not recorded
+    sim.settle();
+    for _ in 0..3 {
+        sim.reconcile();
+        sim.settle();
+    }
+    let status = sim.status();
+    assert!(!status.rollout.as_ref().unwrap().rollback);
+    assert_eq!(
+        phase(&sim),
+        Phase::AwaitingPromotion,
+        "the promotion gate holds"
+    );
+    assert_eq!(sim.active_target().unwrap().0, Color::Blue);
+}
+
+#[test]
+fn killed_right_after_a_fast_rollback_flip_keeps_its_history_and_standby() {
+    let mut sim = upgraded_to_green(&["smoke"]);
+    sim.set_image("web:1");
+    sim.reconcile(); // the rollback is recorded before its flip
+    let plan = sim.plan();
+    let flip_at = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::Flip { .. }))
+        .expect("flips once recorded");
+    sim.execute(&plan, flip_at + 1, false);
+    sim.reconcile();
+    let status = sim.status();
+    assert_eq!(status.history[0].outcome, Outcome::RolledBack);
+    assert_eq!(status.standby.unwrap().color, Color::Green);
+    assert_eq!(status.smoke_tests[0].phase, SmokeTestPhase::Skipped);
+}
+
+#[test]
+fn a_rollout_past_its_deadline_does_not_grow_its_cold_color_before_failing() {
+    let mut sim = stable_on_blue(&[]);
+    sim.release.spec.preview_replicas = Some(1);
+    sim.release.spec.promotion.auto_promote_after_seconds = 60;
+    sim.set_image("web:2");
+    for _ in 0..3 {
+        sim.reconcile();
+        sim.settle();
+    }
+    assert_eq!(phase(&sim), Phase::Promoting);
+    sim.release.spec.replicas = 4; // the cold color must grow to 4 before the flip
+    sim.bump_generation();
+    sim.advance(601);
+    let plan = sim.reconcile();
+    assert_eq!(phase(&sim), Phase::Failed);
+    assert!(
+        !plan.actions.iter().any(|a| matches!(a,
+            Action::ScaleReplicaSet { name, replicas } if name == "web-green" && *replicas != 0)),
+        "{:?}",
+        plan.actions
+    );
+}
+
+#[test]
+fn killed_after_a_failure_scaled_the_cold_color_down_fails_again_without_growing_it() {
+    let mut sim = stable_on_blue(&["smoke"]);
+    sim.set_image("web:2");
+    for _ in 0..3 {
+        sim.reconcile();
+        sim.settle();
+    }
+    sim.finish_jobs(false);
+    let plan = sim.plan();
+    sim.execute(&plan, plan.actions.len(), false); // scaled to 0, failure not recorded
+    assert_eq!(sim.replica_sets[&Color::Green].desired, 0);
+    let plan = sim.reconcile();
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(phase(&sim), Phase::Failed);
+    assert_eq!(sim.status().history[0].outcome, Outcome::Failed);
+}
+
+#[test]
+fn a_failing_plan_starts_no_more_smoke_tests() {
+    let mut sim = stable_on_blue(&["smoke", "load"]);
+    sim.set_image("web:2");
+    for _ in 0..3 {
+        sim.reconcile();
+        sim.settle();
+    }
+    assert_eq!(sim.jobs.len(), 2);
+    // "smoke" fails while "load" is cancelled, and the controller dies right after.
+    let smoke = sim.jobs.iter_mut().find(|j| j.test == "smoke").unwrap();
+    smoke.state = JobState::Failed {
+        reason: "BackoffLimitExceeded".into(),
+        message: "failed".into(),
+    };
+    let plan = sim.plan();
+    let cancel = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::DeleteJob { .. }))
+        .unwrap();
+    sim.execute(&plan, cancel + 1, false);
+    let plan = sim.reconcile();
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateJob(_))),
+        "{:?}",
+        plan.actions
+    );
+    assert_eq!(phase(&sim), Phase::Failed);
+}
+
+#[test]
+fn a_replica_set_recreated_at_the_standby_revision_is_not_taken_for_the_standby() {
+    let mut sim = upgraded_to_green(&[]);
+    sim.release.spec.promotion.mode = PromotionMode::Manual;
+    sim.set_image("web:3");
+    let plan = sim.plan();
+    sim.execute(&plan, plan.actions.len(), false); // web-blue replaced, status lost
+    assert_ne!(
+        sim.replica_sets[&Color::Blue].revision,
+        sim.status().standby.unwrap().revision
+    );
+    sim.set_image("web:1"); // back to the standby's revision, which no longer runs
+    let plan = sim.reconcile();
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ReplaceReplicaSet { .. })),
+        "the stale standby is recorded as gone first: {:?}",
+        plan.actions
+    );
+    assert!(sim.status().standby.is_none());
+    let plan = sim.plan();
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::ReplaceReplicaSet { .. }))
+    );
+    sim.execute(&plan, plan.actions.len(), false); // killed again right after
+    sim.settle();
+    for _ in 0..3 {
+        sim.reconcile();
+        sim.settle();
+    }
+    assert!(!sim.status().rollout.unwrap().rollback);
+    assert_eq!(phase(&sim), Phase::AwaitingPromotion);
+}
+
+#[test]
+fn a_smoke_test_first_seen_finished_still_has_a_start_time() {
+    let mut sim = Sim::new(release("web:1", &["smoke"]));
+    sim.reconcile();
+    sim.settle();
+    let plan = sim.plan();
+    sim.execute(&plan, plan.actions.len(), false); // Job created, status lost
+    sim.finish_jobs(true);
+    sim.reconcile();
+    assert!(sim.status().smoke_tests[0].started_at.is_some());
+}
+
+#[test]
+fn a_rollout_superseded_within_the_same_second_gets_its_jobs_only_once_recorded() {
+    let mut sim = Sim::new(release("web:1", &["smoke"]));
+    sim.release.spec.promotion.auto_promote_after_seconds = 30;
+    sim.run_until_quiet(20); // waits to promote web:1, rollout started at T0
+    sim.set_image("web:2"); // same second: the new rollout has the same start time
+    let plan = sim.plan();
+    sim.execute(&plan, plan.actions.len(), false);
+    sim.settle();
+    let plan = sim.reconcile();
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateJob(_))),
+        "{:?}",
+        plan.actions
+    );
+}
+
+#[test]
+fn killed_after_growing_the_cold_color_for_promotion_does_not_fail_it() {
+    let mut sim = stable_on_blue(&["smoke"]);
+    sim.release.spec.preview_replicas = Some(1);
+    sim.set_image("web:2");
+    for _ in 0..3 {
+        sim.reconcile();
+        sim.settle();
+    }
+    sim.advance(601); // the tests took longer than the progress deadline
+    sim.finish_jobs(true);
+    sim.reconcile(); // passed: recorded, with a fresh deadline for the promotion stage
+    let plan = sim.plan();
+    assert!(plan.actions.contains(&Action::ScaleReplicaSet {
+        name: "web-green".into(),
+        replicas: 3
+    }));
+    sim.execute(&plan, plan.actions.len(), false); // killed after the resize
+    sim.reconcile();
+    assert_eq!(phase(&sim), Phase::Promoting);
+    sim.settle();
+    sim.run_until_quiet(10);
+    assert_eq!(sim.active_target().unwrap().0, Color::Green);
 }
