@@ -558,7 +558,10 @@ impl<'a> Planner<'a> {
 
 /// The identity of a rollout stamped on its Jobs.
 pub fn rollout_id(rollout: &RolloutStatus) -> String {
-    rollout.started_at.0.to_string()
+    match rollout.test_round {
+        0 => rollout.started_at.0.to_string(),
+        round => format!("{}/{round}", rollout.started_at.0),
+    }
 }
 
 /// The current time truncated to whole seconds (see [`Observed::now`]).

@@ -212,6 +212,10 @@ pub struct RolloutStatus {
     /// Why this rollout started, when it was not a plain spec change (e.g. a rollback action).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Round of smoke tests: bumped when the cold color loses availability during tests, so
+    /// results of the voided round (Jobs stamped with the old round) never count.
+    #[serde(default)]
+    pub test_round: i32,
     /// A promote action was accepted for this rollout (Manual mode).
     #[serde(default)]
     pub promote_requested: bool,

@@ -188,6 +188,7 @@ impl Planner<'_> {
             skip_tests: passed_before && !self.release.spec.retest_on_rollback,
             reason: Some(format!("rollback requested (action {id})")),
             promote_requested: false,
+            test_round: 0,
         });
         // The spec still asks for what it asked; do not redeploy that on our own.
         self.status.blocked_revision = Some(self.desired_revision.clone());

@@ -43,6 +43,7 @@ impl Planner<'_> {
             skip_tests: rollback && passed_before && !self.release.spec.retest_on_rollback,
             reason: None,
             promote_requested: false,
+            test_round: 0,
         };
         if !rollback {
             // The cold color is about to be replaced: whatever was warm there is gone.
@@ -454,8 +455,9 @@ impl Planner<'_> {
                     entry.finished_at = None;
                     entry.message = None;
                 }
-                Some(job) if job.rollout != id => {
-                    // Left from an earlier attempt at this revision: clear it, then rerun.
+                Some(job) if job.rollout != id || job.deleting => {
+                    // Left from an earlier attempt (or a voided round) at this revision:
+                    // clear it, then rerun; one on its way out is only waited for.
                     if !job.deleting {
                         self.actions.push(Action::DeleteJob {
                             name: job.name.clone(),
@@ -605,6 +607,9 @@ impl Planner<'_> {
     /// Drops test results gathered while the cold color was not fully available.
     fn void_tests(&mut self, r: &mut RolloutStatus) {
         self.cancel_jobs(r);
+        // Finished Jobs of this round carry its id; the next round's id differs, so they are
+        // cleared and rerun instead of counting (invariant 8).
+        r.test_round += 1;
         let now = self.now();
         r.available_at = None;
         r.progressing_since = now;

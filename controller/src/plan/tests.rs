@@ -885,8 +885,35 @@ fn tests_passed_while_the_cold_color_lost_availability_do_not_count() {
             .any(|e| e.reason == "ColdColorUnavailable")
     );
     assert!(sim.status().smoke_tests.is_empty());
-    // Available again: the tests run again (the passed Job of the voided round is replaced).
+    let voided = sim
+        .jobs
+        .iter()
+        .find(|j| j.state == JobState::Succeeded && j.revision == sim.desired_revision())
+        .unwrap()
+        .uid
+        .clone();
+
+    // Available again: the passed Job of the voided round does not count; it is replaced by
+    // a fresh run, and only that run's success allows the flip.
     sim.settle();
+    let mut deleted = false;
+    for _ in 0..4 {
+        let plan = sim.reconcile();
+        assert_eq!(flips(&plan), 0, "no flip on the voided round's result");
+        deleted |= plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteJob { uid, .. } if *uid == voided));
+        if sim.jobs.iter().any(|j| j.state == JobState::Running) {
+            break;
+        }
+    }
+    assert!(deleted, "the voided round's Job was cleared");
+    assert!(
+        sim.jobs.iter().any(|j| j.state == JobState::Running),
+        "the test reruns"
+    );
+    sim.finish_jobs(true);
     sim.run_until_quiet(20);
     assert_eq!(sim.active_target().unwrap().0, Color::Green);
 }

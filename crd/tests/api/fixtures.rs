@@ -128,6 +128,7 @@ pub fn full() -> Value {
                 "rollback": false,
                 "skipTests": false,
                 "reason": "spec changed",
+                "testRound": 1,
                 "promoteRequested": true
             },
             "smokeTests": [{
