@@ -310,7 +310,7 @@ impl Sim {
         let ns = meta::namespace(obj);
         let now = meta::now();
         let ev = json!({
-            "metadata": {"name": format!("{}.{}", meta::name(obj), meta::random_suffix(10)), "namespace": ns},
+            "metadata": {"name": format!("{}.{:x}", meta::name(obj), event_stamp()), "namespace": ns},
             "involvedObject": {"kind": kind, "namespace": ns, "name": meta::name(obj), "uid": meta::uid(obj),
                 "apiVersion": obj.get("apiVersion").cloned().unwrap_or(Value::Null),
                 "resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)},
@@ -322,6 +322,14 @@ impl Sim {
             .cluster
             .create(&self.events, "v1", ns, ev, &WriteOpts::manager(component));
     }
+}
+
+/// Event names are `<object>.<hex nanoseconds>` like client-go's recorder, so listing
+/// order (by name) is chronological; a counter breaks ties within a nanosecond.
+fn event_stamp() -> u128 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    jiff::Timestamp::now().as_nanosecond().unsigned_abs() + u128::from(n % 1000)
 }
 
 fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {

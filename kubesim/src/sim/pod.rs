@@ -107,6 +107,25 @@ impl Sim {
                 })).collect::<Vec<_>>(),
             });
         });
+        // What `kubectl describe pod` shows on a real cluster, minus image pulls.
+        self.record(
+            pod,
+            "Pod",
+            "Normal",
+            "Scheduled",
+            format!("Successfully assigned {ns}/{name} to kubesim-node"),
+            "default-scheduler",
+        );
+        for (c, _) in &containers {
+            self.record(
+                pod,
+                "Pod",
+                "Normal",
+                "Started",
+                format!("Started container {c}"),
+                KUBELET,
+            );
+        }
         let work = |step| Work::Pod {
             ns: ns.clone(),
             name: name.clone(),
@@ -155,6 +174,14 @@ impl Sim {
                 }
             }),
             Step::Crash(n) => {
+                self.record(
+                    &pod,
+                    "Pod",
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container".to_string(),
+                    KUBELET,
+                );
                 let now = meta::now();
                 self.update_status(&self.pods, ns, name, KUBELET, |p| {
                     set_ready(&mut p["status"], false);
