@@ -14,13 +14,15 @@ use bluegreen_crd::labels;
 use kube::{Resource, ResourceExt, runtime::watcher};
 
 type Key = (String, String);
+/// Objects grouped by (namespace, release), then by name.
+type Groups<K> = HashMap<Key, BTreeMap<String, Arc<K>>>;
 
 /// Objects of one kind, by (namespace, release), then by name.
 pub struct ReleaseIndex<K> {
-    objects: RwLock<HashMap<Key, BTreeMap<String, Arc<K>>>>,
+    objects: RwLock<Groups<K>>,
     /// Objects of a re-list in progress; swapped in when it completes, so a re-list never
     /// shows a half-empty world to a reconcile.
-    relisting: RwLock<Option<HashMap<Key, BTreeMap<String, Arc<K>>>>>,
+    relisting: RwLock<Option<Groups<K>>>,
 }
 
 impl<K> Default for ReleaseIndex<K> {
@@ -124,12 +126,7 @@ impl<K: Resource + Clone> ReleaseIndex<K> {
 
 /// Removes `name` from any group of `namespace` other than `keep`. Label changes are rare,
 /// so this only looks when the object is not already where it belongs.
-fn remove_everywhere<K>(
-    objects: &mut HashMap<Key, BTreeMap<String, Arc<K>>>,
-    namespace: &str,
-    name: &str,
-    keep: &Key,
-) {
+fn remove_everywhere<K>(objects: &mut Groups<K>, namespace: &str, name: &str, keep: &Key) {
     if objects.get(keep).is_some_and(|g| g.contains_key(name)) {
         return;
     }

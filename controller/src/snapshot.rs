@@ -75,10 +75,12 @@ pub fn observe(
             .iter()
             .any(|t| t.job == job.name && t.phase == SmokeTestPhase::Failed);
         let is_current = current_rollout.as_deref() == Some(job.rollout.as_str());
-        if matches!(job.state, JobState::Failed { .. }) && is_current && !already_recorded {
-            if let Some(pod) = newest_pod_of_job(&pods, &job.uid) {
-                logs_needed.push((job.name.clone(), pod));
-            }
+        if matches!(job.state, JobState::Failed { .. })
+            && is_current
+            && !already_recorded
+            && let Some(pod) = newest_pod_of_job(&pods, &job.uid)
+        {
+            logs_needed.push((job.name.clone(), pod));
         }
     }
 
