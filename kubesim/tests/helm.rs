@@ -1,17 +1,17 @@
-//! Helm's library (helm-sdkpy) lints and installs a chart into kubesim; kubectl then
-//! sees what it created.
+//! Helm's library (helm-sdkpy) lints, installs, upgrades and uninstalls a chart on
+//! kubesim; kubectl sees what it created.
 
 mod common;
 
-use common::{Kubectl, fixture, python_path};
+use common::{Kubectl, eventually, fixture, python_path};
+use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helm_lints_and_installs_a_chart() {
-    let server = kubesim::Server::start().await.unwrap();
-    let k = Kubectl::new(&server);
+/// Runs one helm-sdkpy action through the fixture script; returns its JSON report.
+async fn helm(k: &Kubectl, action: &str) -> Value {
     let out = tokio::process::Command::new(python_path())
         .arg(fixture("helm_install.py"))
         .args([
+            action,
             k.kubeconfig().to_str().unwrap(),
             fixture("testchart").to_str().unwrap(),
             "demo",
@@ -23,11 +23,19 @@ async fn helm_lints_and_installs_a_chart() {
         .expect("run python (run `make tools`)");
     assert!(
         out.status.success(),
-        "helm-sdkpy failed: {}\n{}",
+        "helm-sdkpy {action} failed: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    serde_json::from_slice(&out.stdout).expect("json report")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_lints_installs_upgrades_and_uninstalls_a_chart() {
+    let server = kubesim::Server::start().await.unwrap();
+    let k = Kubectl::new(&server);
+
+    let report = helm(&k, "install").await;
     assert_eq!(report["lint"]["charts"], 1);
     assert!(report["lint"]["errors"].is_null(), "{report}");
     assert_eq!(report["install"]["status"], "deployed");
@@ -87,11 +95,55 @@ async fn helm_lints_and_installs_a_chart() {
         ])
         .await;
     assert_eq!(managed, "Helm");
-    // Helm's release Secret went through the protobuf path and is readable as JSON.
-    let audit = server.audit();
+    // Helm's release Secret went through the protobuf path.
     assert!(
-        audit
+        server
+            .audit()
             .iter()
             .any(|e| e.resource == "secrets" && e.verb == "create" && e.code == 201)
     );
+
+    let report = helm(&k, "upgrade").await;
+    assert_eq!(report["status"], "deployed");
+    assert_eq!(report["history"], serde_json::json!([1, 2]));
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "demo-config",
+            "-o",
+            "jsonpath={.data.greeting}"
+        ])
+        .await,
+        "upgraded"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "rs",
+            "demo",
+            "-o",
+            "jsonpath={.status.readyReplicas}"
+        ])
+        .await,
+        "3"
+    );
+
+    let report = helm(&k, "uninstall").await;
+    assert_eq!(report["status"], "uninstalled");
+    eventually("chart objects gone", || async {
+        let left = k
+            .ok(&[
+                "get",
+                "rs,svc,cm,sa,role,rolebinding,secret",
+                "-l",
+                "app.kubernetes.io/instance=demo",
+                "-o",
+                "name",
+            ])
+            .await;
+        let pods = k.ok(&["get", "pods", "-o", "name"]).await;
+        (left.trim().is_empty() && pods.trim().is_empty()).then_some(())
+    })
+    .await;
 }
