@@ -153,22 +153,26 @@ pub fn start(
         let events = st.subscribe();
         let current = st.current_rv();
         match requested {
-            Some(n) if !filter.params.send_initial_events => match st.events_since(n) {
-                Some(backlog) => {
-                    initial.extend(
-                        backlog
-                            .iter()
-                            .filter_map(|e| filter.translate(e))
-                            .map(|(k, o)| filter.line(k.as_str(), &o)),
-                    );
+            // A version from the future (e.g. from before a kubesim restart) cannot be
+            // resumed either: 410 makes the client re-list instead of waiting forever.
+            Some(n) if !filter.params.send_initial_events => {
+                match st.events_since(n).filter(|_| n <= current) {
+                    Some(backlog) => {
+                        initial.extend(
+                            backlog
+                                .iter()
+                                .filter_map(|e| filter.translate(e))
+                                .map(|(k, o)| filter.line(k.as_str(), &o)),
+                        );
+                    }
+                    None => {
+                        let line = expired_line(&rv_param, st.horizon());
+                        drop(st);
+                        let _ = tx.try_send(Ok(line));
+                        return Ok(ReceiverStream::new(rx));
+                    }
                 }
-                None => {
-                    let line = expired_line(&rv_param, st.horizon());
-                    drop(st);
-                    let _ = tx.try_send(Ok(line));
-                    return Ok(ReceiverStream::new(rx));
-                }
-            },
+            }
             _ => {
                 for (_, _, obj) in st.iter(&filter.def.storage, filter.namespace.as_deref()) {
                     if filter.matches(obj) {

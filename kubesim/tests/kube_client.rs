@@ -625,6 +625,12 @@ async fn raw_watch_stream_has_bookmarks_and_in_stream_410() {
         }
         other => panic!("expected 410, got {other:?}"),
     }
+    // A version the server never issued (a client from before a restart) is 410 too.
+    let mut stream = cms.watch(&wp, "999999").await.unwrap().boxed();
+    match stream.next().await.unwrap().unwrap() {
+        kube::core::WatchEvent::Error(e) => assert_eq!(e.code, 410),
+        other => panic!("expected 410 for a future version, got {other:?}"),
+    }
 }
 
 #[tokio::test]
