@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::pod::is_ready;
-use super::{Sim, controller_ref, gr};
+use super::{Sim, controller_ref};
 use crate::cluster::{Sub, WriteOpts};
 use crate::meta;
 use crate::selector::LabelSelector;
@@ -38,23 +38,29 @@ impl Sim {
         let Some(svc) = self.cluster.get_stored(&self.services.storage, ns, name) else {
             return;
         };
-        let Some(sel) = svc
+        let Some(sel_map) = svc
             .pointer("/spec/selector")
             .and_then(Value::as_object)
             .filter(|s| !s.is_empty())
         else {
             return; // selector-less Services have user-managed endpoints
         };
-        let sel = LabelSelector::from_map(sel);
-        let pods = self.cluster.scan(&gr("", "pods"), Some(ns), |p| {
-            sel.matches(p)
-                && p.pointer("/status/podIP").is_some()
-                && p.pointer("/metadata/deletionTimestamp").is_none()
-                && !matches!(
-                    p.pointer("/status/phase").and_then(Value::as_str),
-                    Some("Succeeded" | "Failed")
-                )
-        });
+        let sel = LabelSelector::from_map(sel_map);
+        // The label index narrows the pods to those carrying every selector pair.
+        let names = self.pod_labels.borrow().all_of(ns, sel_map);
+        let pods: Vec<Value> = names
+            .iter()
+            .filter_map(|n| self.cluster.get_stored(&self.pods.storage, ns, n))
+            .filter(|p| {
+                sel.matches(p)
+                    && p.pointer("/status/podIP").is_some()
+                    && p.pointer("/metadata/deletionTimestamp").is_none()
+                    && !matches!(
+                        p.pointer("/status/phase").and_then(Value::as_str),
+                        Some("Succeeded" | "Failed")
+                    )
+            })
+            .collect();
         let svc_ports: Vec<Value> = svc
             .pointer("/spec/ports")
             .and_then(Value::as_array)

@@ -5,10 +5,12 @@
 
 mod deployment;
 mod endpoints;
+mod index;
 mod job;
 mod pod;
 mod replicaset;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use crate::cluster::{Cluster, DeleteOpts, Sub, WriteOpts};
 use crate::meta;
 use crate::registry::{GroupResource, ResourceDef};
 use crate::store::{EventType, StoreEvent};
+use index::LabelIndex;
 
 /// Work items for the loop.
 #[derive(Debug, Clone)]
@@ -64,6 +67,9 @@ fn gr(group: &str, resource: &str) -> GroupResource {
 
 struct Sim {
     cluster: Arc<Cluster>,
+    /// Pods by label pair, Services by selector pair (see `index.rs`).
+    pod_labels: RefCell<LabelIndex>,
+    service_selectors: RefCell<LabelIndex>,
     tx: mpsc::UnboundedSender<Work>,
     pods: Arc<ResourceDef>,
     rs: Arc<ResourceDef>,
@@ -89,6 +95,8 @@ impl Sim {
             events: d("", "v1", "events"),
             cluster,
             tx,
+            pod_labels: RefCell::default(),
+            service_selectors: RefCell::default(),
         }
     }
 
@@ -112,6 +120,7 @@ impl Sim {
     }
 
     fn resync(&self) {
+        self.rebuild_indexes();
         for o in self
             .cluster
             .scan(&gr("apps", "deployments"), None, |_| true)
@@ -149,6 +158,21 @@ impl Sim {
         }
     }
 
+    fn rebuild_indexes(&self) {
+        let mut pods = self.pod_labels.borrow_mut();
+        pods.clear();
+        self.cluster.scan(&gr("", "pods"), None, |p| {
+            pods.set(meta::namespace(p), meta::name(p), labels(p));
+            false
+        });
+        let mut svcs = self.service_selectors.borrow_mut();
+        svcs.clear();
+        self.cluster.scan(&gr("", "services"), None, |s| {
+            svcs.set(meta::namespace(s), meta::name(s), selector(s));
+            false
+        });
+    }
+
     fn on_event(&self, ev: &StoreEvent) {
         let k = &ev.key;
         let (ns, name) = (k.namespace.clone(), k.name.clone());
@@ -168,12 +192,23 @@ impl Sim {
             }
             ("", "services") => {
                 if ev.kind == EventType::Deleted {
+                    self.service_selectors.borrow_mut().remove(&ns, &name);
                     self.delete_quietly(&self.endpoints, &ns, &name);
                 } else {
+                    self.service_selectors
+                        .borrow_mut()
+                        .set(&ns, &name, selector(&ev.object));
                     self.handle(Work::Service { ns, name });
                 }
             }
             ("", "pods") => {
+                if ev.kind == EventType::Deleted {
+                    self.pod_labels.borrow_mut().remove(&ns, &name);
+                } else {
+                    self.pod_labels
+                        .borrow_mut()
+                        .set(&ns, &name, labels(&ev.object));
+                }
                 if ev.kind == EventType::Added && ev.object.pointer("/status/podIP").is_none() {
                     self.start_pod(&ev.object);
                 }
@@ -187,24 +222,21 @@ impl Sim {
     fn pod_changed(&self, pod: &Value, old: Option<&Value>) {
         let ns = meta::namespace(pod).to_string();
         self.owner_changed(pod);
-        let labels = |p: &Value| {
-            p.pointer("/metadata/labels")
-                .and_then(Value::as_object)
-                .cloned()
-        };
         let (now, before) = (labels(pod), old.and_then(labels));
-        for svc in self.cluster.scan(&gr("", "services"), Some(&ns), |s| {
-            let Some(sel) = s.pointer("/spec/selector").and_then(Value::as_object) else {
-                return false;
+        let mut candidates = self.service_selectors.borrow().any_of(&ns, now);
+        candidates.extend(self.service_selectors.borrow().any_of(&ns, before));
+        for name in candidates {
+            let Some(svc) = self.cluster.get_stored(&self.services.storage, &ns, &name) else {
+                continue;
             };
+            let Some(sel) = selector(&svc) else { continue };
             let sel = crate::selector::LabelSelector::from_map(sel);
-            !sel.is_empty()
-                && (sel.matches_labels(now.as_ref()) || sel.matches_labels(before.as_ref()))
-        }) {
-            self.handle(Work::Service {
-                ns: ns.clone(),
-                name: meta::name(&svc).to_string(),
-            });
+            if !sel.is_empty() && (sel.matches_labels(now) || sel.matches_labels(before)) {
+                self.handle(Work::Service {
+                    ns: ns.clone(),
+                    name,
+                });
+            }
         }
     }
 
@@ -322,6 +354,17 @@ impl Sim {
             .cluster
             .create(&self.events, "v1", ns, ev, &WriteOpts::manager(component));
     }
+}
+
+fn labels(obj: &Value) -> Option<&serde_json::Map<String, Value>> {
+    obj.pointer("/metadata/labels").and_then(Value::as_object)
+}
+
+/// A Service's equality selector; selector-less Services have none.
+fn selector(svc: &Value) -> Option<&serde_json::Map<String, Value>> {
+    svc.pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .filter(|s| !s.is_empty())
 }
 
 /// Event names are `<object>.<hex nanoseconds>` like client-go's recorder, so listing
