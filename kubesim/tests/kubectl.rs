@@ -431,3 +431,64 @@ async fn kubectl_rolls_out_deployments() {
     sizes.sort();
     assert_eq!(sizes, vec!["0", "3"], "old ReplicaSet scaled to zero");
 }
+
+#[tokio::test]
+async fn recorder_events_show_in_kubectl() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let server = kubesim::Server::start().await.unwrap();
+    let k = Kubectl::new(&server);
+    let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "subject"}})).unwrap();
+    let cm = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let reference = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: cm.metadata.name.clone(),
+        namespace: cm.metadata.namespace.clone(),
+        uid: cm.metadata.uid.clone(),
+        ..Default::default()
+    };
+    // kube-runtime's Recorder writes events.k8s.io/v1 Events (and patches a series on repeats).
+    let recorder = Recorder::new(
+        client(&server),
+        Reporter {
+            controller: "bluegreen-controller".into(),
+            instance: None,
+        },
+    );
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Promoted".into(),
+        note: Some("green is live".into()),
+        action: "Promote".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder.publish(&event, &reference).await.unwrap();
+
+    let events = k.ok(&["get", "events"]).await;
+    assert_eq!(
+        header(&events),
+        cols(&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"])
+    );
+    let r = row(&events, "Promoted");
+    assert_eq!(
+        r[1..],
+        ["Normal", "Promoted", "configmap/subject", "green is live"]
+    );
+    let described = k.ok(&["describe", "configmap", "subject"]).await;
+    assert!(
+        described.contains("Promoted") && described.contains("green is live"),
+        "{described}"
+    );
+    let v1 = k
+        .ok(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "-o",
+            "jsonpath={.items[0].regarding.name} {.items[0].note} {.items[0].reportingController}",
+        ])
+        .await;
+    assert_eq!(v1, "subject green is live bluegreen-controller");
+}
