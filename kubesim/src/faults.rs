@@ -8,6 +8,7 @@
 //!                 "namespace": "ns", "name": "web", "nth": 1, "count": 1,
 //!                 "code": 500, "message": "injected"},
 //!   "latencyMs": 50, "verb": "patch", "resource": "services", "namespace": "ns", "name": "web",
+//!   "latency": {"ms": 50, "verb": "get", "resource": "pods"},
 //!   "closeWatches": true,
 //!   "expireResourceVersions": true
 //! }
@@ -18,7 +19,8 @@
 //!   (counting the nth). Matchers left out match anything; without `verb` only writes
 //!   (create/update/patch/delete/deletecollection) match.
 //! * `latencyMs` delays every request matching the top-level `verb`/`resource`/
-//!   `subresource`/`namespace`/`name` (all optional) before it is served.
+//!   `subresource`/`namespace`/`name` (all optional) before it is served; `latency`
+//!   says the same with its own matcher, so one body can carry both kinds of rule.
 //! * `closeWatches` ends every open watch stream cleanly (clients re-watch).
 //! * `expireResourceVersions` drops the watch history and closes watches, so every
 //!   resumed watch gets an in-stream 410 Expired and must re-list.
@@ -102,6 +104,15 @@ pub struct FailWrite {
     pub message: Option<String>,
 }
 
+/// A latency rule in its nested form: `{"ms": 50, "verb": "get", ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Latency {
+    pub ms: u64,
+    #[serde(flatten)]
+    pub matcher: Matcher,
+}
+
 /// The body of `POST /kubesim/v1/faults`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -110,6 +121,8 @@ pub struct Fault {
     pub fail_write: Option<FailWrite>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verb: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +206,12 @@ impl Faults {
                 seen: 0,
             });
         }
+        if let Some(l) = &f.latency {
+            g.1.push(LatencyRule {
+                matcher: l.matcher.clone(),
+                delay: Duration::from_millis(l.ms),
+            });
+        }
         if let Some(ms) = f.latency_ms {
             g.1.push(LatencyRule {
                 matcher: Matcher {
@@ -264,5 +283,37 @@ mod tests {
             ..Default::default()
         };
         assert!(faults.check(&get).fail.is_none());
+    }
+
+    #[test]
+    fn latency_in_both_shapes() {
+        let faults = Faults::default();
+        let f: Fault = serde_json::from_str(
+            r#"{"latencyMs": 5, "verb": "get", "latency": {"ms": 7, "resource": "pods"}}"#,
+        )
+        .unwrap();
+        faults.add(&f);
+        let get_pods = RequestInfo {
+            verb: "get".into(),
+            resource: "pods".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            faults.check(&get_pods).delay,
+            Some(Duration::from_millis(12))
+        );
+        let list_pods = RequestInfo {
+            verb: "list".into(),
+            resource: "pods".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            faults.check(&list_pods).delay,
+            Some(Duration::from_millis(7))
+        );
+        assert!(
+            serde_json::from_str::<Fault>(r#"{"bogus": 1}"#).is_err(),
+            "unknown rules are rejected"
+        );
     }
 }

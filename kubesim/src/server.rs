@@ -149,10 +149,14 @@ impl Server {
 
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<(), ServerError> {
         let path = path.as_ref();
-        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| ServerError::Kubeconfig {
+        let err = |source| ServerError::Kubeconfig {
             path: path.display().to_string(),
             source,
-        })
+        };
+        // Write then rename, so a reader polling for the file never sees half of it.
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::write(&tmp, self.kubeconfig_yaml()).map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)
     }
 
     /// For `kube::Config::new(cfg.url.parse()?)` or `Kubeconfig::from_yaml(&cfg.kubeconfig_yaml)`.
