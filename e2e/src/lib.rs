@@ -11,6 +11,7 @@ use std::{
 
 use kube::{Client, Config, config::Kubeconfig};
 
+
 /// The repository root (this crate lives in `<root>/e2e`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,7 +48,10 @@ pub enum HarnessError {
 
 /// Where the cluster comes from.
 enum Backend {
-    Sim(kubesim::Server),
+    Sim {
+        server: kubesim::Server,
+        runtime: Option<tokio::runtime::Runtime>,
+    },
     Real,
 }
 
@@ -65,6 +69,18 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl Env {
     /// Starts kubesim (or uses $KUBECONFIG with `BLUEGREEN_E2E_CLUSTER=1`) and installs the CRD.
     pub async fn start(test: &str) -> Result<Env, HarnessError> {
+        let env = Self::start_without_crd(test).await?;
+        env.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &crd_path().display().to_string(),
+        ])?;
+        Ok(env)
+    }
+
+    /// Like [`Env::start`], but the CRD is not installed.
+    pub async fn start_without_crd(test: &str) -> Result<Env, HarnessError> {
         let unique = format!(
             "{}-{}-{}",
             test,
@@ -84,10 +100,27 @@ impl Env {
                 format!("bg-e2e-{}", unique.replace('_', "-")),
             )
         } else {
-            let server = kubesim::Server::start().await?;
+            // kubesim gets a runtime of its own: a test that blocks its thread (kubectl is a
+            // blocking child process) must never starve the API server it is talking to.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("kubesim")
+                .enable_all()
+                .build()?;
+            let server = runtime
+                .spawn(kubesim::Server::start())
+                .await
+                .map_err(|e| HarnessError::Client(e.to_string()))??;
             let path = dir.join("kubeconfig");
             server.write_kubeconfig(&path)?;
-            (Backend::Sim(server), path, "default".to_string())
+            (
+                Backend::Sim {
+                    server,
+                    runtime: Some(runtime),
+                },
+                path,
+                "default".to_string(),
+            )
         };
         let yaml = std::fs::read_to_string(&kubeconfig)?;
         let kc = Kubeconfig::from_yaml(&yaml).map_err(|e| HarnessError::Client(e.to_string()))?;
@@ -105,19 +138,13 @@ impl Env {
         if real {
             env.kubectl(&["create", "namespace", &env.namespace])?;
         }
-        env.kubectl(&[
-            "apply",
-            "--server-side",
-            "-f",
-            &crd_path().display().to_string(),
-        ])?;
         Ok(env)
     }
 
     /// The in-process kubesim, when the test runs on it.
     pub fn kubesim(&self) -> Option<&kubesim::Server> {
         match &self.backend {
-            Backend::Sim(server) => Some(server),
+            Backend::Sim { server, .. } => Some(server),
             Backend::Real => None,
         }
     }
@@ -166,14 +193,31 @@ impl Env {
 
     /// Starts the controller binary against this cluster, watching the test's namespace.
     pub fn start_controller(&self) -> Result<ControllerProcess, HarnessError> {
-        ControllerProcess::spawn(self)
+        ControllerProcess::spawn(self, &[])
+    }
+
+    /// Starts the controller binary with extra environment variables (flags).
+    pub fn start_controller_with(
+        &self,
+        env: &[(&str, &str)],
+    ) -> Result<ControllerProcess, HarnessError> {
+        ControllerProcess::spawn(self, env)
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if matches!(self.backend, Backend::Real) {
-            let _ = self.kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+        match &mut self.backend {
+            Backend::Real => {
+                let _ = self.kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+            }
+            // Dropped from inside the test's runtime: a runtime may only be shut down in
+            // the background there.
+            Backend::Sim { runtime, .. } => {
+                if let Some(runtime) = runtime.take() {
+                    runtime.shutdown_background();
+                }
+            }
         }
     }
 }
@@ -229,7 +273,7 @@ pub struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    fn spawn(env: &Env) -> Result<Self, HarnessError> {
+    fn spawn(env: &Env, extra: &[(&str, &str)]) -> Result<Self, HarnessError> {
         let log = env.dir.join(format!(
             "controller-{}.log",
             COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -241,6 +285,7 @@ impl ControllerProcess {
             .env("BLUEGREEN_METRICS_ADDR", "127.0.0.1:0")
             .env("BLUEGREEN_LOG_LEVEL", "info")
             .env("BLUEGREEN_LOG_FORMAT", "json")
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -261,6 +306,18 @@ impl ControllerProcess {
     pub fn kill(&mut self) -> std::io::Result<()> {
         self.child.kill()?;
         self.child.wait().map(|_| ())
+    }
+
+    /// Waits (bounded) for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn log_text(&self) -> String {
