@@ -430,6 +430,42 @@ async fn kubectl_rolls_out_deployments() {
     let mut sizes: Vec<&str> = rs.split_whitespace().collect();
     sizes.sort();
     assert_eq!(sizes, vec!["0", "3"], "old ReplicaSet scaled to zero");
+
+    // `rollout undo` goes back to the first ReplicaSet, which becomes revision 3.
+    k.ok(&["rollout", "undo", "deployment/web"]).await;
+    let out = k
+        .ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let images = k
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(
+        images.split_whitespace().collect::<Vec<_>>(),
+        vec!["nginx:1.27"; 3]
+    );
+    assert_eq!(
+        k.ok(&["get", "rs", "-l", "app=web", "-o", "name"])
+            .await
+            .lines()
+            .count(),
+        2,
+        "no third ReplicaSet"
+    );
+    let history = k.ok(&["rollout", "history", "deployment/web"]).await;
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, vec!["2", "3"], "{history}");
 }
 
 #[tokio::test]

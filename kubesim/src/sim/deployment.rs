@@ -28,6 +28,48 @@ fn template_hash(template: &Value) -> String {
         .collect()
 }
 
+fn revision(rs: &Value) -> u64 {
+    meta::annotation(rs, "deployment.kubernetes.io/revision")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A ReplicaSet's pod template without the label the controller added to it.
+fn template_of(rs: &Value) -> Value {
+    let mut t = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+    if let Some(labels) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove("pod-template-hash");
+    }
+    t
+}
+
+/// A template without empty maps, lists and nulls: typed clients (`kubectl rollout
+/// undo`) add `resources: {}` and the like, which a real apiserver's defaulting hides.
+fn comparable(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), comparable(v)))
+                .filter(|(_, v)| !is_empty(v))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(comparable).collect()),
+        other => other.clone(),
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
 fn int(v: &Value, ptr: &str) -> i64 {
     v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
 }
@@ -51,16 +93,35 @@ impl Sim {
             .cloned()
             .unwrap_or_else(|| json!({}));
         let hash = template_hash(&template);
-        let new_name = format!("{name}-{hash}");
         let owned = self
             .cluster
             .dependents(meta::uid(&d), &gr("apps", "replicasets"));
+        // A ReplicaSet that already runs this template (e.g. after `rollout undo`) is
+        // reused, as the deployment controller does.
+        let hashed = format!("{name}-{hash}");
+        let existing = owned.iter().find(|r| {
+            meta::name(r) == hashed || comparable(&template_of(r)) == comparable(&template)
+        });
+        let new_name = existing.map_or(hashed.clone(), |r| meta::name(r).to_string());
         let opts = WriteOpts::manager(MANAGER);
-        let new_rs = match owned.iter().find(|r| meta::name(r) == new_name) {
+        let new_rs = match existing {
             Some(r) => {
-                if int(r, "/spec/replicas") != desired {
-                    let mut next = r.clone();
-                    next["spec"]["replicas"] = json!(desired);
+                let mut next = r.clone();
+                next["spec"]["replicas"] = json!(desired);
+                // A reused ReplicaSet becomes the newest revision again.
+                let newest = revision(r)
+                    > owned
+                        .iter()
+                        .filter(|o| meta::name(o) != new_name)
+                        .map(revision)
+                        .max()
+                        .unwrap_or(0);
+                if !newest {
+                    let max = owned.iter().map(revision).max().unwrap_or(0);
+                    next["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                        json!((max + 1).to_string());
+                }
+                if next != *r {
                     let _ =
                         self.cluster
                             .update(&self.rs, "v1", ns, &new_name, next, Sub::Main, &opts);
@@ -75,9 +136,11 @@ impl Sim {
                     .cloned()
                     .unwrap_or_else(|| json!({}));
                 selector["matchLabels"]["pod-template-hash"] = json!(hash);
+                // Revisions count up across the Deployment's ReplicaSets (rollout history).
+                let revision = owned.iter().map(revision).max().unwrap_or(0) + 1;
                 let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
                     "metadata": {"name": new_name, "namespace": ns, "labels": tmpl["metadata"]["labels"].clone(),
-                        "annotations": {"deployment.kubernetes.io/revision": "1"},
+                        "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
                         "ownerReferences": [controller_ref(&d, "apps/v1", "Deployment")]},
                     "spec": {"replicas": desired, "minReadySeconds": d.pointer("/spec/minReadySeconds").cloned().unwrap_or(json!(0)),
                         "selector": selector, "template": tmpl}});
