@@ -291,7 +291,9 @@ impl<'a> Planner<'a> {
                     && rollout.color == color
                     && rollout.revision == revision
                 {
-                    // Killed after the flip, before the status: the promotion is done.
+                    // Killed after the flip, before the status: the promotion is done. The
+                    // flip's plan may also have seen the last tests pass: read them again.
+                    self.record_finished_tests(&rollout);
                     self.finish_promotion(&rollout);
                     return;
                 }
@@ -335,6 +337,36 @@ impl<'a> Planner<'a> {
                 }
             }
             (None, None) => {}
+        }
+    }
+
+    /// Marks the smoke tests whose Jobs of this rollout succeeded, for a flip whose own status
+    /// write was lost.
+    fn record_finished_tests(&mut self, rollout: &RolloutStatus) {
+        if rollout.skip_tests {
+            let names = self
+                .release
+                .spec
+                .smoke_tests
+                .iter()
+                .map(|t| t.name.as_str());
+            self.status.smoke_tests = rollout::skipped_tests(names, true);
+            return;
+        }
+        let id = rollout_id(rollout);
+        let now = self.now();
+        for entry in &mut self.status.smoke_tests {
+            let succeeded = self.obs.jobs.iter().any(|j| {
+                j.name == entry.job
+                    && j.rollout == id
+                    && j.state == crate::world::JobState::Succeeded
+            });
+            if succeeded && entry.phase != bluegreen_crd::SmokeTestPhase::Succeeded {
+                entry.phase = bluegreen_crd::SmokeTestPhase::Succeeded;
+                entry.started_at.get_or_insert_with(|| now.clone());
+                entry.finished_at = Some(now.clone());
+                entry.message = None;
+            }
         }
     }
 
