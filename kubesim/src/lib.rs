@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod cel;
 pub mod cluster;
 pub mod convert;
 pub mod defaults;

@@ -25,6 +25,9 @@ enum Command {
         /// Events kept for watch resumption.
         #[arg(long, default_value_t = 20_000)]
         watch_history: usize,
+        /// Evaluate CRD CEL rules (x-kubernetes-validations) at admission.
+        #[arg(long)]
+        cel: bool,
     },
 }
 
@@ -41,10 +44,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         addr,
         kubeconfig,
         watch_history,
+        cel,
     } = Cli::parse().command;
     let server = kubesim::Server::builder()
         .addr(addr)
         .watch_history(watch_history)
+        .evaluate_cel(cel)
         .start()
         .await?;
     if let Some(path) = &kubeconfig {

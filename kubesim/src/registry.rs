@@ -34,6 +34,8 @@ pub struct ScalePaths {
 pub struct CrdVersion {
     pub schema: Option<Value>,
     pub printer_columns: Vec<Value>,
+    /// The schema's `x-kubernetes-validations` rules, compiled once per CRD write.
+    pub cel: Option<Arc<kube_cel::CompiledSchema>>,
 }
 
 /// One served resource.
@@ -436,6 +438,10 @@ pub fn crd_def(crd: &Value) -> Option<ResourceDef> {
         per_version.insert(
             name,
             CrdVersion {
+                cel: v
+                    .pointer("/schema/openAPIV3Schema")
+                    .filter(|s| s.to_string().contains("x-kubernetes-validations"))
+                    .map(|s| Arc::new(kube_cel::compile_schema(s))),
                 schema: v.pointer("/schema/openAPIV3Schema").cloned(),
                 printer_columns: v
                     .get("additionalPrinterColumns")

@@ -35,6 +35,7 @@ pub struct ServerBuilder {
     addr: SocketAddr,
     history: usize,
     simulate: bool,
+    cel: bool,
 }
 
 impl Default for ServerBuilder {
@@ -43,6 +44,7 @@ impl Default for ServerBuilder {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             history: DEFAULT_HISTORY,
             simulate: true,
+            cel: false,
         }
     }
 }
@@ -66,6 +68,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Evaluate CRD `x-kubernetes-validations` CEL rules at admission, as a real
+    /// apiserver does [false: tests written against kubesim expect CEL-invalid specs
+    /// to reach the controller].
+    pub fn evaluate_cel(mut self, on: bool) -> Self {
+        self.cel = on;
+        self
+    }
+
     pub async fn start(self) -> Result<Server, ServerError> {
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
@@ -78,6 +88,7 @@ impl ServerBuilder {
             source,
         })?;
         let cluster = Cluster::new(self.history);
+        cluster.set_evaluate_cel(self.cel);
         let (close_watches, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
             cluster: cluster.clone(),

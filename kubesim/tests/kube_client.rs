@@ -742,3 +742,69 @@ async fn delete_collection_and_yaml_apply_body() {
         (Some("yaml-client"), Some("Apply"))
     );
 }
+
+#[tokio::test]
+async fn cel_rules_when_enabled() {
+    let server = kubesim::Server::builder()
+        .evaluate_cel(true)
+        .start()
+        .await
+        .unwrap();
+    let widgets = widget_api(&server, "default").await;
+    let mut manual = widget("m", "1");
+    manual["spec"]["mode"] = json!("Manual");
+    manual["spec"]["replicas"] = json!(20);
+    manual["spec"]["note"] = json!("first");
+    let kube::Error::Api(s) = widgets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(manual.clone()).unwrap(),
+        )
+        .await
+        .unwrap_err()
+    else {
+        panic!("expected a 422")
+    };
+    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+    assert!(
+        s.message.ends_with(
+            "is invalid: spec: Invalid value: \"object\": Manual mode allows at most 10 replicas"
+        ),
+        "{}",
+        s.message
+    );
+    manual["spec"]["replicas"] = json!(3);
+    widgets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(manual).unwrap(),
+        )
+        .await
+        .unwrap();
+    // Transition rules see oldSelf on updates.
+    let kube::Error::Api(s) = widgets
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"note": "second"}})),
+        )
+        .await
+        .unwrap_err()
+    else {
+        panic!("expected a 422")
+    };
+    assert!(
+        s.message
+            .contains("spec.note: Invalid value: \"string\": note is immutable"),
+        "{}",
+        s.message
+    );
+    widgets
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+}

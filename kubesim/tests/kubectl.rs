@@ -528,3 +528,31 @@ async fn recorder_events_show_in_kubectl() {
         .await;
     assert_eq!(v1, "subject green is live bluegreen-controller");
 }
+
+#[tokio::test]
+async fn kubectl_sees_the_project_crd_cel_rules_when_enabled() {
+    let server = kubesim::Server::builder()
+        .evaluate_cel(true)
+        .start()
+        .await
+        .unwrap();
+    let k = Kubectl::new(&server);
+    let crd =
+        repo_root().join("charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml");
+    k.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
+    let release = std::fs::read_to_string(fixture("release.yaml")).unwrap();
+    k.apply_stdin(&["apply", "-f", "-"], &release).await;
+    // A user label under bluegreen.dev/ is refused by the CRD's CEL rules, as on a cluster.
+    let reserved = release
+        .replace("name: demo\n", "name: reserved\n")
+        .replace("app: demo", "bluegreen.dev/app: demo");
+    let out = k.run_stdin(&["apply", "-f", "-"], &reserved).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "reserved label accepted");
+    assert!(
+        err.contains("The BlueGreenRelease \"reserved\" is invalid:")
+            && err.contains("bluegreen.dev/"),
+        "{err}"
+    );
+    assert!(k.run(&["get", "bgr", "reserved"]).await.status.code() != Some(0));
+}

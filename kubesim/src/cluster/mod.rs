@@ -5,6 +5,7 @@
 //! here; writes in `write.rs`, deletion and garbage collection in `gc.rs`, the scale
 //! subresource in `scale.rs`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
@@ -78,6 +79,8 @@ pub struct ListResult {
 pub struct Cluster {
     store: Mutex<Store>,
     pub ips: IpAllocator,
+    /// Evaluate CRD CEL rules (`x-kubernetes-validations`) at admission.
+    evaluate_cel: AtomicBool,
 }
 
 fn key(def: &ResourceDef, ns: &str, name: &str) -> ObjKey {
@@ -130,6 +133,7 @@ impl Cluster {
         let c = Arc::new(Cluster {
             store: Mutex::new(Store::new(history)),
             ips: IpAllocator::default(),
+            evaluate_cel: AtomicBool::new(false),
         });
         let ns = c
             .resolve("", "v1", "namespaces")
@@ -145,6 +149,15 @@ impl Cluster {
             .expect("fresh store accepts namespaces");
         }
         c
+    }
+
+    /// Turns evaluation of CRD CEL rules at admission on or off (off by default).
+    pub fn set_evaluate_cel(&self, on: bool) {
+        self.evaluate_cel.store(on, Ordering::Relaxed);
+    }
+
+    pub fn evaluates_cel(&self) -> bool {
+        self.evaluate_cel.load(Ordering::Relaxed)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Store> {

@@ -116,7 +116,7 @@ impl Cluster {
             }
         }
         defaults::apply(def, &mut obj, None, &self.ips);
-        self.validate(def, version, &mut obj, opts.strict)?;
+        self.validate(def, version, &mut obj, None, opts.strict)?;
         match managed {
             Some(m) => obj["metadata"]["managedFields"] = m,
             None => {
@@ -146,20 +146,19 @@ impl Cluster {
         Ok(convert::from_storage(def, version, &stored))
     }
 
+    /// Schema defaulting, pruning and validation, then CEL rules (with `oldSelf` from
+    /// `old` on updates) for custom resources; CRD and metadata checks for all.
     fn validate(
         &self,
         def: &ResourceDef,
         version: &str,
         obj: &mut Value,
+        old: Option<&Value>,
         strict: bool,
     ) -> ApiResult<()> {
         let mut causes = Vec::new();
-        if let Some(schema) = def
-            .crd
-            .as_ref()
-            .and_then(|m| m.get(version))
-            .and_then(|v| v.schema.as_ref())
-        {
+        let crd_version = def.crd.as_ref().and_then(|m| m.get(version));
+        if let Some(schema) = crd_version.and_then(|v| v.schema.as_ref()) {
             let outcome = schema::apply(obj, schema);
             if strict && !outcome.pruned.is_empty() {
                 let fields: Vec<String> = outcome
@@ -173,6 +172,13 @@ impl Cluster {
                 )));
             }
             causes.extend(outcome.causes);
+            // Like the apiserver, rules run only on objects that are structurally valid.
+            if causes.is_empty()
+                && self.evaluates_cel()
+                && let Some(compiled) = crd_version.and_then(|v| v.cel.as_ref())
+            {
+                causes.extend(crate::cel::causes(compiled, obj, old));
+            }
         }
         if def.group == "apiextensions.k8s.io" {
             causes.extend(defaults::validate_crd(obj));
@@ -494,7 +500,7 @@ impl Cluster {
             }
         }
         defaults::apply(def, &mut new, Some(old), &self.ips);
-        self.validate(def, version, &mut new, opts.strict)?;
+        self.validate(def, version, &mut new, Some(old), opts.strict)?;
         if spec_part(&new) != spec_part(old) {
             let g = old
                 .pointer("/metadata/generation")

@@ -133,8 +133,8 @@ impl Kubectl {
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
-    /// Runs kubectl with a manifest on stdin.
-    pub async fn apply_stdin(&self, args: &[&str], manifest: &str) -> String {
+    /// Runs kubectl with `input` on stdin.
+    pub async fn run_stdin(&self, args: &[&str], input: &str) -> Output {
         use tokio::io::AsyncWriteExt;
         let mut child = tokio::process::Command::new(&self.bin)
             .args(args)
@@ -147,11 +147,16 @@ impl Kubectl {
             .expect("spawn kubectl");
         let mut stdin = child.stdin.take().expect("stdin");
         stdin
-            .write_all(manifest.as_bytes())
+            .write_all(input.as_bytes())
             .await
             .expect("write manifest");
         drop(stdin);
-        let out = child.wait_with_output().await.expect("kubectl output");
+        child.wait_with_output().await.expect("kubectl output")
+    }
+
+    /// Runs kubectl with a manifest on stdin, asserts success and returns stdout.
+    pub async fn apply_stdin(&self, args: &[&str], manifest: &str) -> String {
+        let out = self.run_stdin(args, manifest).await;
         assert!(
             out.status.success(),
             "kubectl {args:?} failed: {}",
@@ -220,6 +225,8 @@ fn widget_schema() -> Value {
     let spec = json!({
         "type": "object",
         "required": ["version"],
+        "x-kubernetes-validations": [{"rule": "self.mode != 'Manual' || self.replicas <= 10",
+                                      "message": "Manual mode allows at most 10 replicas"}],
         "properties": {
             "version": {"type": "string", "minLength": 1, "maxLength": 63},
             "replicas": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100, "default": 1},
@@ -227,7 +234,8 @@ fn widget_schema() -> Value {
             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
             "port": {"x-kubernetes-int-or-string": true},
             "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-            "note": {"type": "string", "nullable": true},
+            "note": {"type": "string", "nullable": true,
+                     "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "note is immutable"}]},
             "tags": {"type": "array", "maxItems": 3, "items": {"type": "string"}}
         }
     });
