@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bluegreen_crd::{BlueGreenRelease, Color, Outcome, Phase, labels};
 use bluegreen_e2e::{Env, eventually, repo_root};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::{batch::v1::Job, core::v1::Service};
 use kube::Api;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -82,25 +82,48 @@ async fn example_release_goes_stable_on_blue_then_upgrades_to_green() {
     env.kubectl(&["patch", "bgr", "web", "--type", "json", "-p", patch])
         .expect("kubectl patch");
     let seen_phases = std::sync::Mutex::new(Vec::new());
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), &env.namespace);
     let release = eventually("upgrade to 1.1.0", TIMEOUT, || {
-        let (releases, services, blue_revision) = (&releases, &services, &blue_revision);
+        let (releases, services, jobs, blue_revision) =
+            (&releases, &services, &jobs, &blue_revision);
         let seen = &seen_phases;
         async move {
+            // The Service first: whatever it selects, the world must already justify it.
+            let target = selected(services, "web").await;
             let release = releases.get("web").await.map_err(|e| e.to_string())?;
             let status = release.status.clone().unwrap_or_default();
-            let target = selected(services, "web").await;
             if let Some(phase) = status.phase {
                 let mut seen = seen.lock().unwrap();
                 if seen.last() != Some(&phase) {
                     seen.push(phase);
                 }
             }
-            match (status.phase, &target) {
-                (Some(Phase::Stable), Some((color, _))) if color == "green" => Ok(Some(release)),
-                (_, Some((color, revision))) if color == "blue" && revision == blue_revision => {
+            match &target {
+                Some((color, revision)) if color == "blue" && revision == blue_revision => {
                     Err(format!("phase {:?}: {:?}", status.phase, status.message))
                 }
-                (_, other) => panic!("the active Service selected {other:?} before the rollout finished (phase {:?})", status.phase),
+                Some((color, revision)) if color == "green" => {
+                    // Green may only be selected once its smoke test has passed.
+                    let job = jobs
+                        .get(&format!("web-smoke-{}", &revision[..8]))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let complete = job
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Complete" && c.status == "True");
+                    assert!(
+                        complete,
+                        "the active Service selected green before its smoke test passed"
+                    );
+                    Ok((status.phase == Some(Phase::Stable)).then_some(release))
+                }
+                other => panic!(
+                    "the active Service selected {other:?} (phase {:?})",
+                    status.phase
+                ),
             }
         }
     })
