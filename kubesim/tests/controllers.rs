@@ -453,3 +453,50 @@ async fn deleting_an_owner_removes_dependents_and_finalizers_hold_objects() {
     .unwrap();
     assert!(cms.get_opt("held").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn deleting_a_namespace_removes_its_objects() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let server = kubesim::Server::start().await.unwrap();
+    let c = client(&server);
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap();
+    let created = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Active"));
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "doomed");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let rss: Api<ReplicaSet> = Api::namespaced(c, "doomed");
+    rss.create(&PostParams::default(), &rs("app", 1, json!({}), 0))
+        .await
+        .unwrap();
+    rs_status(&rss, "app", (1, 1, 1)).await;
+
+    namespaces
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(namespaces.get_opt("doomed").await.unwrap().is_none());
+    assert!(
+        cms.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        rss.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let err = cms.create(&PostParams::default(), &cm).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.code == 404),
+        "no creates in a missing namespace"
+    );
+}
