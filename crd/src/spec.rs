@@ -249,7 +249,7 @@ pub struct SmokeTest {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Promotion {
-    /// `Auto` flips once tests pass; `Manual` waits for `kubectl bluegreen promote`.
+    /// `Auto` flips once tests pass; `Manual` waits for a `promote` action (annotation).
     #[serde(default)]
     pub mode: PromotionMode,
     /// Delay after tests pass before an `Auto` flip.

@@ -48,7 +48,7 @@ end
 
 if status.phase == "AwaitingPromotion" then
   hs.status = "Suspended"
-  hs.message = status.message or "Waiting for promotion (kubectl bluegreen promote)"
+  hs.message = status.message or "Waiting for a promote action (annotation bluegreen.dev/action=promote)"
   return hs
 end
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use bluegreen_crd::{
     Color, Outcome, Phase, PromotionMode, RolloutStatus, SmokeTestPhase, SmokeTestStatus,
 };
+use kube::ResourceExt;
 
 use super::{Action, ActiveRef, Occurrence, Planner, rollout_id};
 use crate::desired;
@@ -249,8 +250,12 @@ impl Planner<'_> {
                 self.set_phase(
                     Phase::AwaitingPromotion,
                     format!(
-                        "version {} is ready on {}; run `kubectl bluegreen promote` to flip",
-                        r.version, r.color
+                        "version {} is ready on {}; to flip, run `kubectl annotate bgr {} {}=promote {}=<unique id>`",
+                        r.version,
+                        r.color,
+                        self.release.name_any(),
+                        bluegreen_crd::labels::ACTION,
+                        bluegreen_crd::labels::ACTION_ID
                     ),
                 );
                 return Step::Continue;

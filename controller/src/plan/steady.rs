@@ -1,6 +1,7 @@
 //! No rollout in flight: keep the active color at size, retire the standby on time.
 
 use bluegreen_crd::{Outcome, Phase};
+use kube::ResourceExt;
 
 use super::{Action, Planner, Stall};
 
@@ -46,16 +47,18 @@ impl Planner<'_> {
             (None, true) => (
                 "RolledBack".to_string(),
                 format!(
-                    "rolled back to version {}; the spec still asks for revision {}, which will not be deployed again until the spec changes or `kubectl bluegreen retry`",
+                    "rolled back to version {}; the spec still asks for revision {}, which will not be deployed again until the spec changes or a retry (`kubectl annotate bgr {} bluegreen.dev/action=retry bluegreen.dev/action-id=<unique id>`)",
                     self.status.active_version.clone().unwrap_or_default(),
-                    self.desired_revision
+                    self.desired_revision,
+                    self.release.name_any()
                 ),
             ),
             (None, false) => (
                 "RevisionBlocked".to_string(),
                 format!(
-                    "revision {} failed; it will not be deployed again until the spec changes or `kubectl bluegreen retry`",
-                    self.desired_revision
+                    "revision {} failed; it will not be deployed again until the spec changes or a retry (`kubectl annotate bgr {} bluegreen.dev/action=retry bluegreen.dev/action-id=<unique id>`)",
+                    self.desired_revision,
+                    self.release.name_any()
                 ),
             ),
         };
