@@ -36,6 +36,22 @@ fn stable_on_blue(tests: &[&str]) -> Sim {
     sim
 }
 
+/// Starts an upgrade and drives it until its smoke test runs.
+fn upgrade_until_testing(sim: &mut Sim, image: &str) {
+    sim.set_image(image);
+    for _ in 0..3 {
+        sim.reconcile();
+        sim.settle();
+    }
+}
+
+/// Stable on blue with one smoke test, upgrading to web:2 with the test running.
+fn testing_web_2() -> Sim {
+    let mut sim = stable_on_blue(&["smoke"]);
+    upgrade_until_testing(&mut sim, "web:2");
+    sim
+}
+
 /// Drives an upgrade to web:2 to Stable on green.
 fn upgraded_to_green(tests: &[&str]) -> Sim {
     let mut sim = stable_on_blue(tests);
@@ -289,11 +305,7 @@ fn progress_deadline_fails_without_touching_the_active_service() {
 fn failed_smoke_test_reports_the_log_tail_and_never_flips() {
     let mut sim = stable_on_blue(&["smoke"]);
     let live = sim.active_target();
-    sim.set_image("web:2");
-    for _ in 0..3 {
-        sim.reconcile();
-        sim.settle();
-    }
+    upgrade_until_testing(&mut sim, "web:2");
     assert_eq!(
         sim.jobs
             .iter()
@@ -326,12 +338,7 @@ fn failed_smoke_test_reports_the_log_tail_and_never_flips() {
 
 #[test]
 fn retry_redeploys_a_failed_revision_and_clears_old_jobs() {
-    let mut sim = stable_on_blue(&["smoke"]);
-    sim.set_image("web:2");
-    for _ in 0..3 {
-        sim.reconcile();
-        sim.settle();
-    }
+    let mut sim = testing_web_2();
     sim.finish_jobs(false);
     sim.reconcile();
     assert_eq!(phase(&sim), Phase::Failed);
@@ -479,12 +486,7 @@ fn preview_replicas_are_scaled_to_full_size_before_the_flip() {
 
 #[test]
 fn abort_cancels_tests_scales_the_cold_color_down_and_blocks_the_revision() {
-    let mut sim = stable_on_blue(&["smoke"]);
-    sim.set_image("web:2");
-    for _ in 0..3 {
-        sim.reconcile();
-        sim.settle();
-    }
+    let mut sim = testing_web_2();
     assert_eq!(
         sim.jobs
             .iter()
@@ -522,12 +524,7 @@ fn abort_cancels_tests_scales_the_cold_color_down_and_blocks_the_revision() {
 
 #[test]
 fn a_spec_change_mid_rollout_supersedes_it() {
-    let mut sim = stable_on_blue(&["smoke"]);
-    sim.set_image("web:2");
-    for _ in 0..3 {
-        sim.reconcile();
-        sim.settle();
-    }
+    let mut sim = testing_web_2();
     let old_job = sim
         .jobs
         .iter()
@@ -562,12 +559,7 @@ fn a_spec_change_mid_rollout_supersedes_it() {
 
 #[test]
 fn reverting_mid_rollout_returns_to_stable_and_scales_the_cold_color_down() {
-    let mut sim = stable_on_blue(&["smoke"]);
-    sim.set_image("web:2");
-    for _ in 0..3 {
-        sim.reconcile();
-        sim.settle();
-    }
+    let mut sim = testing_web_2();
     sim.set_image("web:1");
     let plan = sim.reconcile();
     assert!(plan.actions.contains(&Action::ScaleReplicaSet {
@@ -867,12 +859,7 @@ fn smoke_tests_wait_until_preview_endpoints_are_exactly_the_cold_pods() {
 
 #[test]
 fn tests_passed_while_the_cold_color_lost_availability_do_not_count() {
-    let mut sim = stable_on_blue(&["smoke"]);
-    sim.set_image("web:2");
-    for _ in 0..3 {
-        sim.reconcile();
-        sim.settle();
-    }
+    let mut sim = testing_web_2();
     sim.set_available(Color::Green, 2);
     sim.finish_jobs(true);
     let plan = sim.reconcile();
@@ -1134,12 +1121,7 @@ fn a_rollout_past_its_deadline_does_not_grow_its_cold_color_before_failing() {
 
 #[test]
 fn killed_after_a_failure_scaled_the_cold_color_down_fails_again_without_growing_it() {
-    let mut sim = stable_on_blue(&["smoke"]);
-    sim.set_image("web:2");
-    for _ in 0..3 {
-        sim.reconcile();
-        sim.settle();
-    }
+    let mut sim = testing_web_2();
     sim.finish_jobs(false);
     let plan = sim.plan();
     sim.execute(&plan, plan.actions.len(), false); // scaled to 0, failure not recorded
