@@ -66,7 +66,7 @@ impl<'a> ListKeys<'a> {
     }
 
     /// Keys of the list at `prefix` (a field path), if it is associative and every
-    /// item carries them.
+    /// item carries them. An empty key list means a set (items are their own keys).
     fn keys(&self, prefix: &[String], items: &[Value]) -> Option<Vec<String>> {
         let fields: Vec<&str> = prefix.iter().filter_map(|p| p.strip_prefix("f:")).collect();
         let field = *fields.last()?;
@@ -85,17 +85,25 @@ impl<'a> ListKeys<'a> {
                         ))
                         .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))?;
                 }
-                if node.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map") {
-                    return None;
+                match node.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                    Some("map") => node
+                        .get("x-kubernetes-list-map-keys")?
+                        .as_array()?
+                        .iter()
+                        .filter_map(|k| k.as_str().map(str::to_string))
+                        .collect::<Vec<_>>(),
+                    Some("set") => Vec::new(),
+                    _ => return None,
                 }
-                node.get("x-kubernetes-list-map-keys")?
-                    .as_array()?
-                    .iter()
-                    .filter_map(|k| k.as_str().map(str::to_string))
-                    .collect::<Vec<_>>()
             }
+            // ObjectMeta.finalizers is `listType=set`.
+            _ if field == "finalizers" => Vec::new(),
             _ => vec![merge_key(field, items)?.to_string()],
         };
+        if keys.is_empty() {
+            let scalars = items.iter().all(|i| !i.is_object() && !i.is_array());
+            return scalars.then_some(keys);
+        }
         let complete = !keys.is_empty()
             && items
                 .iter()
@@ -137,8 +145,12 @@ pub fn field_set(obj: &Value, scope: Scope, keys: ListKeys<'_>) -> FieldSet {
     out
 }
 
-/// `k:{"port":80,"protocol":"TCP"}` for an item of an associative list.
+/// `k:{"port":80,"protocol":"TCP"}` for an item of an associative list, `v:"x"` for
+/// an item of a set.
 fn item_key(item: &Value, keys: &[String]) -> Option<String> {
+    if keys.is_empty() {
+        return Some(format!("v:{item}"));
+    }
     let mut id = Map::new();
     for k in keys {
         id.insert(k.clone(), item.get(k)?.clone());
@@ -147,6 +159,9 @@ fn item_key(item: &Value, keys: &[String]) -> Option<String> {
 }
 
 fn same_item(a: &Value, b: &Value, keys: &[String]) -> bool {
+    if keys.is_empty() {
+        return a == b;
+    }
     keys.iter().all(|k| a.get(k) == b.get(k))
 }
 
@@ -204,6 +219,9 @@ fn step<'a>(cur: &'a Value, pe: &str) -> Option<&'a Value> {
         cur.as_array()?
             .iter()
             .find(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)))
+    } else if let Some(v) = pe.strip_prefix("v:") {
+        let want: Value = serde_json::from_str(v).ok()?;
+        cur.as_array()?.iter().find(|i| **i == want)
     } else {
         None
     }
@@ -273,6 +291,11 @@ pub fn remove_path(v: &mut Value, path: &[String]) {
         && let Some(a) = cur.as_array_mut()
     {
         a.retain(|i| !want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)));
+    } else if let Some(v) = last.strip_prefix("v:")
+        && let Ok(want) = serde_json::from_str::<Value>(v)
+        && let Some(a) = cur.as_array_mut()
+    {
+        a.retain(|i| *i != want);
     }
 }
 
@@ -288,6 +311,8 @@ pub fn render_path(path: &[String]) -> String {
                 .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect())
                 .unwrap_or_default();
             s.push_str(&format!("[{}]", parts.join(",")));
+        } else if let Some(v) = pe.strip_prefix("v:") {
+            s.push_str(&format!("[={v}]"));
         }
     }
     s
@@ -703,5 +728,39 @@ mod schema_keys {
         let c = json!({"metadata": {"name": "x"}, "spec": {"args": ["b"]}});
         let err = apply(r(&live, &c, "two")).unwrap_err();
         assert_eq!(err[0].field, ".spec.args");
+    }
+}
+
+#[cfg(test)]
+mod sets {
+    use super::*;
+
+    #[test]
+    fn finalizers_are_a_set_shared_by_managers() {
+        let empty = json!({"metadata": {"name": "x"}});
+        let r = |live, config, m| ApplyRequest {
+            live,
+            config,
+            manager: m,
+            api_version: "v1",
+            force: false,
+            scope: Scope::Main {
+                status_subresource: true,
+            },
+            subresource: None,
+            keys: ListKeys::builtin(),
+        };
+        let a = json!({"metadata": {"name": "x", "finalizers": ["a.dev/one"]}});
+        let live = apply(r(&empty, &a, "one")).unwrap();
+        let b = json!({"metadata": {"name": "x", "finalizers": ["b.dev/two"]}});
+        let live = apply(r(&live, &b, "two")).unwrap();
+        assert_eq!(
+            live["metadata"]["finalizers"],
+            json!(["a.dev/one", "b.dev/two"])
+        );
+        // "two" drops its finalizer: only its own item goes.
+        let c = json!({"metadata": {"name": "x", "labels": {"k": "v"}}});
+        let live = apply(r(&live, &c, "two")).unwrap();
+        assert_eq!(live["metadata"]["finalizers"], json!(["a.dev/one"]));
     }
 }
