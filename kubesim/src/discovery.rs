@@ -74,12 +74,18 @@ const ALL_VERBS: [&str; 8] = [
 ];
 
 fn resource_entries(def: &ResourceDef) -> Vec<Value> {
+    // Access reviews are create-only, as on a real apiserver.
+    let verbs: &[&str] = if def.group == "authorization.k8s.io" {
+        &["create"]
+    } else {
+        &ALL_VERBS
+    };
     let mut out = vec![json!({
         "name": def.plural,
         "singularName": def.singular,
         "namespaced": def.namespaced,
         "kind": def.kind,
-        "verbs": ALL_VERBS,
+        "verbs": verbs,
         "shortNames": def.short_names,
         "categories": def.categories,
         "storageVersionHash": "",
