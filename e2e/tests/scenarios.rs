@@ -426,10 +426,28 @@ async fn bad_input_is_rejected_or_stalled_and_nothing_is_created() {
     assert!(err.to_string().contains("port"), "{err}");
     assert!(f.releases.get_opt("shop").await.unwrap().is_none());
 
-    // Rules only the controller can check here (kubesim does not evaluate CEL): InvalidSpec.
+    // A CEL rule rejects it at admission, as on a real cluster.
     let mut mismatch = release("shop:1", 0);
     mismatch["spec"]["selector"] = json!({"matchLabels": {"app": "other"}});
-    f.apply(&mismatch);
+    let err = f
+        .env
+        .kubectl_with_stdin(&["apply", "-f", "-"], Some(&mismatch.to_string()))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("spec.selector.matchLabels must match spec.template.metadata.labels"),
+        "{err}"
+    );
+    assert!(f.releases.get_opt("shop").await.unwrap().is_none());
+
+    // What only the controller checks (a container without an image): InvalidSpec, and
+    // nothing is created.
+    let mut no_image = release("shop:1", 0);
+    no_image["spec"]["template"]["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("image");
+    f.apply(&no_image);
     let status = f
         .status_when("InvalidSpec", |s| {
             s.condition("Stalled")
@@ -440,7 +458,7 @@ async fn bad_input_is_rejected_or_stalled_and_nothing_is_created() {
         status
             .message
             .unwrap()
-            .contains("spec.selector.matchLabels")
+            .contains("spec.template.spec.containers[0].image")
     );
     assert!(
         f.replica_sets

@@ -25,9 +25,10 @@ enum Command {
         /// Events kept for watch resumption.
         #[arg(long, default_value_t = 20_000)]
         watch_history: usize,
-        /// Evaluate CRD CEL rules (x-kubernetes-validations) at admission.
+        /// Do not evaluate CRD CEL rules (x-kubernetes-validations) at admission; by
+        /// default they are, as a real API server does.
         #[arg(long)]
-        cel: bool,
+        no_cel: bool,
     },
 }
 
@@ -44,12 +45,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         addr,
         kubeconfig,
         watch_history,
-        cel,
+        no_cel,
     } = Cli::parse().command;
     let server = kubesim::Server::builder()
         .addr(addr)
         .watch_history(watch_history)
-        .evaluate_cel(cel)
+        .evaluate_cel(!no_cel)
         .start()
         .await?;
     if let Some(path) = &kubeconfig {

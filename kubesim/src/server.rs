@@ -44,7 +44,7 @@ impl Default for ServerBuilder {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             history: DEFAULT_HISTORY,
             simulate: true,
-            cel: false,
+            cel: true,
         }
     }
 }
