@@ -26,7 +26,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::{self, Config as ControllerConfig},
         events::{Recorder, Reporter},
-        reflector::ObjectRef,
+        reflector::{self, ObjectRef},
         watcher,
     },
 };
@@ -42,8 +42,9 @@ use crate::{
     snapshot::Caches,
 };
 
-/// The child caches that must finish their first list before the controller is ready.
-const CHILD_KINDS: usize = 5;
+/// The caches (releases and five kinds of children) that must finish their first list
+/// before the controller is ready.
+const CACHES: usize = 6;
 
 /// Why the controller could not start.
 #[derive(Debug, Error)]
@@ -112,11 +113,29 @@ pub async fn run(
 
     let caches = Arc::new(Caches::default());
     let synced = Arc::new(AtomicUsize::new(0));
-    let releases: Api<BlueGreenRelease> = api(&client, namespace);
-    let controller = Controller::new(releases, watcher::Config::default().any_semantic())
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency));
-    let store = controller.store();
-    let controller = controller
+    // The releases' own watch is built here (not by `Controller::new`) so that its first
+    // list counts towards readiness like the children's.
+    let (store, writer) = reflector::store();
+    let releases = {
+        let synced = synced.clone();
+        let mut first_list = true;
+        watcher(
+            api::<BlueGreenRelease>(&client, namespace),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .map_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) && first_list {
+                first_list = false;
+                synced.fetch_add(1, Ordering::AcqRel);
+            }
+            event
+        })
+        .reflect(writer)
+        .applied_objects()
+    };
+    let controller = Controller::for_stream(releases, store)
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .watches_stream(
             child_stream::<ReplicaSet>(&client, namespace, &caches, |c| &c.replica_sets, &synced),
             release_of,
@@ -151,10 +170,7 @@ pub async fn run(
         let synced = synced.clone();
         let readiness = readiness.clone();
         async move {
-            if store.wait_until_ready().await.is_err() {
-                return;
-            }
-            while synced.load(Ordering::Acquire) < CHILD_KINDS {
+            while synced.load(Ordering::Acquire) < CACHES {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             info!("caches synced; ready");
@@ -168,7 +184,7 @@ pub async fn run(
         instance: Some(settings.identity.clone()),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let context = Arc::new(Context::new(client, caches, metrics, recorder));
+    let context = Arc::new(Context::new(client, caches, metrics.clone(), recorder));
     info!(
         namespace = namespace.unwrap_or("<all>"),
         concurrency = settings.concurrency,
@@ -176,11 +192,21 @@ pub async fn run(
     );
     controller
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                match error {
-                    controller::Error::ReconcilerFailed(..) => {} // reported by error_policy
-                    other => warn!(error = %other, "controller stream error"),
+        .for_each(|result| {
+            let metrics = metrics.clone();
+            async move {
+                match result {
+                    Ok(_) => {}
+                    Err(controller::Error::ReconcilerFailed(..)) => {} // reported by error_policy
+                    // A deleted release: its series go with it, so dashboards do not show
+                    // releases that no longer exist.
+                    Err(controller::Error::ObjectNotFound(reference)) => {
+                        metrics.forget_release(
+                            reference.namespace.as_deref().unwrap_or_default(),
+                            &reference.name,
+                        );
+                    }
+                    Err(other) => warn!(error = %other, "controller stream error"),
                 }
             }
         })

@@ -59,7 +59,9 @@ async fn run(config: Config) -> Result<(), String> {
                 config.metrics_addr
             )
         })?;
-    info!(addr = %config.metrics_addr, "serving /metrics, /healthz and /readyz");
+    // The bound address (the configured one may say port 0).
+    let bound = listener.local_addr().map_or(config.metrics_addr, |a| a);
+    info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     let state = HttpState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
@@ -72,6 +74,9 @@ async fn run(config: Config) -> Result<(), String> {
         identity: config.identity.clone(),
     };
     if config.leader_election {
+        // A follower is a healthy standby: ready, so that a rolling update of the
+        // Deployment is not blocked waiting for it to lead.
+        readiness.set_ready(true);
         let lead = || controller::run(client.clone(), settings, metrics, readiness, stopped());
         leader::run_as_leader(&client, &config, lead, &stopped)
             .await

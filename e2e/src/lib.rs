@@ -320,6 +320,26 @@ impl ControllerProcess {
         None
     }
 
+    /// The address of the controller's metrics and probe server, from its start-up log.
+    pub fn metrics_addr(&self, timeout: Duration) -> Option<String> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let addr = self
+                .log_text()
+                .lines()
+                .find(|l| l.contains("serving /metrics"))
+                .and_then(|line| {
+                    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+                    value.get("addr")?.as_str().map(str::to_string)
+                });
+            if addr.is_some() {
+                return addr;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -331,6 +351,29 @@ impl Drop for ControllerProcess {
             let _ = self.stop();
         }
     }
+}
+
+/// A plain HTTP GET on loopback: (status code, body). For the controller's probes and metrics.
+pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
 }
 
 /// Polls `probe` until it returns `Ok(Some(value))`, failing after `timeout`. The probe's

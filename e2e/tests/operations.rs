@@ -118,3 +118,68 @@ async fn with_leader_election_only_the_lease_holder_acts_and_a_follower_takes_ov
         second.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_metrics_follow_the_release() {
+    let env = Env::start("metrics").await.unwrap();
+    let controller = env.start_controller().unwrap();
+    let addr = controller
+        .metrics_addr(Duration::from_secs(20))
+        .expect("metrics address in the log");
+    assert_eq!(
+        bluegreen_e2e::http_get(&addr, "/healthz").await.unwrap().0,
+        200
+    );
+    eventually("ready", Duration::from_secs(30), || async {
+        let (code, _) = bluegreen_e2e::http_get(&addr, "/readyz")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((code == 200).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    let releases: Api<BlueGreenRelease> = Api::namespaced(env.client.clone(), &env.namespace);
+    env.kubectl(&[
+        "apply",
+        "-f",
+        &repo_root().join("examples/web.yaml").display().to_string(),
+    ])
+    .unwrap();
+    let info = eventually("release info series", Duration::from_secs(60), || async {
+        let (_, body) = bluegreen_e2e::http_get(&addr, "/metrics")
+            .await
+            .map_err(|e| e.to_string())?;
+        let stable = releases
+            .get("web")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .and_then(|s| s.phase)
+            == Some(Phase::Stable);
+        Ok((stable && body.contains("bluegreen_flips_total 1")).then_some(body))
+    })
+    .await
+    .unwrap();
+    assert!(info.contains(r#"bluegreen_release_info{color="blue",namespace="default",release="web",version="1.0.0"} 1"#), "{info}");
+    assert!(info.contains(r#"bluegreen_releases{phase="Stable"} 1"#));
+    assert!(info.contains(r#"bluegreen_smoke_tests_total{result="succeeded"} 1"#));
+    assert!(info.contains("bluegreen_reconcile_duration_seconds_bucket"));
+    assert!(info.contains(r#"bluegreen_rollout_duration_seconds_count{outcome="Promoted"} 1"#));
+
+    env.kubectl(&["delete", "bgr", "web"]).unwrap();
+    eventually(
+        "series of the deleted release gone",
+        Duration::from_secs(30),
+        || async {
+            let (_, body) = bluegreen_e2e::http_get(&addr, "/metrics")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((!body.contains(r#"release="web""#)
+                && body.contains(r#"bluegreen_releases{phase="Stable"} 0"#))
+            .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+}
