@@ -2,30 +2,39 @@
 //!
 //! Every object the controller creates or adopts carries `bluegreen.dev/release=<name>`
 //! (DESIGN §3), and every watch is filtered on that label: memory grows with the releases,
-//! not with the cluster. Objects are grouped by (namespace, release) so that building one
-//! release's snapshot costs only its own objects, even with 10,000 releases.
+//! not with the cluster. Only the planner's view of each object is kept (a ReplicaSet's
+//! counts, not its pod template), and views are grouped by (namespace, release) so that
+//! building one release's snapshot costs only its own objects, even with 10,000 releases.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, RwLock},
+    sync::RwLock,
 };
 
 use bluegreen_crd::labels;
 use kube::{Resource, ResourceExt, runtime::watcher};
 
-type Key = (String, String);
-/// Objects grouped by (namespace, release), then by name.
-type Groups<K> = HashMap<Key, BTreeMap<String, Arc<K>>>;
-
-/// Objects of one kind, by (namespace, release), then by name.
-pub struct ReleaseIndex<K> {
-    objects: RwLock<Groups<K>>,
-    /// Objects of a re-list in progress; swapped in when it completes, so a re-list never
-    /// shows a half-empty world to a reconcile.
-    relisting: RwLock<Option<Groups<K>>>,
+/// What the controller keeps of an object: the view the planner reads, not the object.
+pub trait Summarize: Resource {
+    type Summary: Clone + Send + Sync;
+    /// `None` for an object the controller has no use for (e.g. a Job that is not a smoke
+    /// test): it is not kept.
+    fn summarize(&self) -> Option<Self::Summary>;
 }
 
-impl<K> Default for ReleaseIndex<K> {
+type Key = (String, String);
+/// Summaries grouped by (namespace, release), then by object name.
+type Groups<V> = HashMap<Key, BTreeMap<String, V>>;
+
+/// Summaries of one kind of object, by (namespace, release), then by name.
+pub struct ReleaseIndex<K: Summarize> {
+    objects: RwLock<Groups<K::Summary>>,
+    /// A re-list in progress; swapped in when it completes, so a re-list never shows a
+    /// half-empty world to a reconcile.
+    relisting: RwLock<Option<Groups<K::Summary>>>,
+}
+
+impl<K: Summarize> Default for ReleaseIndex<K> {
     fn default() -> Self {
         ReleaseIndex {
             objects: RwLock::new(HashMap::new()),
@@ -34,40 +43,35 @@ impl<K> Default for ReleaseIndex<K> {
     }
 }
 
-fn key_of<K: Resource>(obj: &K) -> Option<(Key, String)> {
+fn key_of<K: Resource>(obj: &K) -> Option<Key> {
     let release = obj.labels().get(labels::RELEASE)?.clone();
-    Some((
-        (obj.namespace().unwrap_or_default(), release),
-        obj.name_any(),
-    ))
+    Some((obj.namespace().unwrap_or_default(), release))
 }
 
-impl<K: Resource + Clone> ReleaseIndex<K> {
+impl<K: Summarize> ReleaseIndex<K> {
     /// Applies one watcher event. Returns true when a (re-)list just completed.
     pub fn apply(&self, event: &watcher::Event<K>) -> bool {
         match event {
             watcher::Event::Apply(obj) => {
-                if let Some((key, name)) = key_of(obj) {
-                    let mut objects = self.objects.write().expect("cache lock");
-                    // A label change can move an object between releases: drop the old entry.
-                    remove_everywhere(
-                        &mut objects,
-                        &obj.namespace().unwrap_or_default(),
-                        &name,
-                        &key,
-                    );
-                    objects
-                        .entry(key)
-                        .or_default()
-                        .insert(name, Arc::new(obj.clone()));
+                let name = obj.name_any();
+                let namespace = obj.namespace().unwrap_or_default();
+                let mut objects = self.objects.write().expect("cache lock");
+                match (key_of(obj), obj.summarize()) {
+                    (Some(key), Some(summary)) => {
+                        // A label change can move an object between releases.
+                        remove_elsewhere(&mut objects, &namespace, &name, Some(&key));
+                        objects.entry(key).or_default().insert(name, summary);
+                    }
+                    // No longer of interest: forget what was kept of it.
+                    _ => remove_elsewhere(&mut objects, &namespace, &name, None),
                 }
                 false
             }
             watcher::Event::Delete(obj) => {
-                if let Some((key, name)) = key_of(obj) {
+                if let Some(key) = key_of(obj) {
                     let mut objects = self.objects.write().expect("cache lock");
                     if let Some(group) = objects.get_mut(&key) {
-                        group.remove(&name);
+                        group.remove(&obj.name_any());
                         if group.is_empty() {
                             objects.remove(&key);
                         }
@@ -80,14 +84,15 @@ impl<K: Resource + Clone> ReleaseIndex<K> {
                 false
             }
             watcher::Event::InitApply(obj) => {
-                if let (Some((key, name)), Some(buffer)) = (
+                if let (Some(key), Some(summary), Some(buffer)) = (
                     key_of(obj),
+                    obj.summarize(),
                     self.relisting.write().expect("cache lock").as_mut(),
                 ) {
                     buffer
                         .entry(key)
                         .or_default()
-                        .insert(name, Arc::new(obj.clone()));
+                        .insert(obj.name_any(), summary);
                 }
                 false
             }
@@ -100,8 +105,8 @@ impl<K: Resource + Clone> ReleaseIndex<K> {
         }
     }
 
-    /// The objects of one release.
-    pub fn of_release(&self, namespace: &str, release: &str) -> Vec<Arc<K>> {
+    /// The summaries of one release's objects.
+    pub fn of_release(&self, namespace: &str, release: &str) -> Vec<K::Summary> {
         let objects = self.objects.read().expect("cache lock");
         objects
             .get(&(namespace.to_string(), release.to_string()))
@@ -124,14 +129,14 @@ impl<K: Resource + Clone> ReleaseIndex<K> {
     }
 }
 
-/// Removes `name` from any group of `namespace` other than `keep`. Label changes are rare,
-/// so this only looks when the object is not already where it belongs.
-fn remove_everywhere<K>(objects: &mut Groups<K>, namespace: &str, name: &str, keep: &Key) {
-    if objects.get(keep).is_some_and(|g| g.contains_key(name)) {
+/// Removes `name` from every group of `namespace` but `keep`. Label changes are rare, so
+/// this only scans when the object is not already where it belongs.
+fn remove_elsewhere<V>(objects: &mut Groups<V>, namespace: &str, name: &str, keep: Option<&Key>) {
+    if keep.is_some_and(|k| objects.get(k).is_some_and(|g| g.contains_key(name))) {
         return;
     }
     objects.retain(|key, group| {
-        if key.0 == namespace && key != keep {
+        if key.0 == namespace && Some(key) != keep {
             group.remove(name);
         }
         !group.is_empty()
@@ -145,7 +150,17 @@ mod tests {
     use serde_json::json;
 
     fn rs(name: &str, release: &str) -> ReplicaSet {
-        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns", "labels": {"bluegreen.dev/release": release}}})).unwrap()
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns", "labels": {
+            "bluegreen.dev/release": release, "bluegreen.dev/color": "blue", "bluegreen.dev/revision": "r1"}}}))
+        .unwrap()
+    }
+
+    fn names(index: &ReleaseIndex<ReplicaSet>, release: &str) -> Vec<String> {
+        index
+            .of_release("ns", release)
+            .into_iter()
+            .map(|v| v.name)
+            .collect()
     }
 
     #[test]
@@ -154,9 +169,9 @@ mod tests {
         index.apply(&watcher::Event::Apply(rs("a-blue", "a")));
         index.apply(&watcher::Event::Apply(rs("b-blue", "b")));
         index.apply(&watcher::Event::Apply(rs("a-green", "a")));
-        assert_eq!(index.of_release("ns", "a").len(), 2);
+        assert_eq!(names(&index, "a"), vec!["a-blue", "a-green"]);
         index.apply(&watcher::Event::Delete(rs("a-blue", "a")));
-        assert_eq!(index.of_release("ns", "a").len(), 1);
+        assert_eq!(names(&index, "a"), vec!["a-green"]);
         assert!(index.of_release("other", "a").is_empty());
     }
 
@@ -167,17 +182,12 @@ mod tests {
         index.apply(&watcher::Event::Init);
         index.apply(&watcher::Event::InitApply(rs("kept", "a")));
         assert_eq!(
-            index.of_release("ns", "a")[0].name_any(),
-            "gone",
+            names(&index, "a"),
+            vec!["gone"],
             "old view until the list is done"
         );
         assert!(index.apply(&watcher::Event::InitDone));
-        let names: Vec<_> = index
-            .of_release("ns", "a")
-            .iter()
-            .map(|o| o.name_any())
-            .collect();
-        assert_eq!(names, vec!["kept"]);
+        assert_eq!(names(&index, "a"), vec!["kept"]);
     }
 
     #[test]
@@ -187,5 +197,20 @@ mod tests {
         index.apply(&watcher::Event::Apply(rs("x", "b")));
         assert!(index.of_release("ns", "a").is_empty());
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn an_object_that_stops_being_of_interest_is_forgotten() {
+        let index = ReleaseIndex::default();
+        index.apply(&watcher::Event::Apply(rs("x", "a")));
+        let mut colorless = rs("x", "a");
+        colorless
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove("bluegreen.dev/color");
+        index.apply(&watcher::Event::Apply(colorless));
+        assert!(index.is_empty());
     }
 }

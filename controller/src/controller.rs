@@ -35,7 +35,7 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::{
-    cache::ReleaseIndex,
+    cache::{ReleaseIndex, Summarize},
     http::Readiness,
     metrics::Metrics,
     reconcile::{Context, error_policy, reconcile},
@@ -227,6 +227,7 @@ fn child_stream<K>(
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Summarize
         + Clone
         + DeserializeOwned
         + std::fmt::Debug

@@ -1,7 +1,5 @@
 //! Builds the planner's [`Observed`] world for one release from the caches (reads only).
 
-use std::sync::Arc;
-
 use bluegreen_crd::{BlueGreenRelease, SmokeTestPhase};
 use k8s_openapi::{
     api::{
@@ -16,10 +14,7 @@ use kube::ResourceExt;
 
 use crate::cache::ReleaseIndex;
 use crate::plan::{rollout_id, whole_seconds};
-use crate::world::{self, JobState, Observed};
-
-/// The label the EndpointSlice controller puts on every slice of a Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use crate::world::{JobState, Observed, PodSummary};
 
 /// Watch-fed caches of every kind of child a release has.
 #[derive(Default)]
@@ -41,31 +36,20 @@ pub fn observe(
     let namespace = release.namespace().unwrap_or_default();
     let name = release.name_any();
     let services = caches.services.of_release(&namespace, &name);
-    let find_service = |wanted: &str| {
-        services
-            .iter()
-            .find(|s| s.name_any() == wanted)
-            .map(|s| world::service_view(s))
-    };
+    let find_service = |wanted: &str| services.iter().find(|s| s.name == wanted).cloned();
     let active_service = find_service(&release.spec.service.name);
     let preview_name = release.preview_service_name();
     let preview_service = find_service(&preview_name);
-
-    let slices = caches.endpoint_slices.of_release(&namespace, &name);
-    let preview_slices = slices
-        .iter()
-        .filter(|s| {
-            s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(preview_name.as_str())
-        })
-        .map(Arc::as_ref);
+    let preview_endpoints = caches
+        .endpoint_slices
+        .of_release(&namespace, &name)
+        .into_iter()
+        .filter(|slice| slice.service == preview_name)
+        .flat_map(|slice| slice.endpoints)
+        .collect();
     let pods = caches.pods.of_release(&namespace, &name);
 
-    let mut jobs: Vec<_> = caches
-        .jobs
-        .of_release(&namespace, &name)
-        .iter()
-        .filter_map(|j| world::job_view(j))
-        .collect();
+    let mut jobs = caches.jobs.of_release(&namespace, &name);
     let status = release.status.clone().unwrap_or_default();
     let current_rollout = status.rollout.as_ref().map(rollout_id);
     let mut logs_needed = Vec::new();
@@ -86,19 +70,14 @@ pub fn observe(
 
     let observed = Observed {
         release: release.clone(),
-        replica_sets: caches
-            .replica_sets
-            .of_release(&namespace, &name)
-            .iter()
-            .filter_map(|rs| world::replica_set_view(rs))
-            .collect(),
+        replica_sets: caches.replica_sets.of_release(&namespace, &name),
         active_service,
         preview_service,
-        preview_endpoints: world::endpoint_views(preview_slices),
+        preview_endpoints,
         pods: pods
-            .iter()
-            .filter(|p| !is_job_pod(p))
-            .map(|p| world::pod_view(p))
+            .into_iter()
+            .filter(|p| p.job_uid.is_none())
+            .map(|p| p.view)
             .collect(),
         jobs,
         now: whole_seconds(now),
@@ -106,14 +85,10 @@ pub fn observe(
     (observed, logs_needed)
 }
 
-fn is_job_pod(pod: &Pod) -> bool {
-    pod.owner_references().iter().any(|o| o.kind == "Job")
-}
-
-/// The most recently created pod owned by a Job (the attempt whose log explains the failure).
-fn newest_pod_of_job(pods: &[Arc<Pod>], job_uid: &str) -> Option<String> {
+/// The most recently created pod of a Job (the attempt whose log explains the failure).
+fn newest_pod_of_job(pods: &[PodSummary], job_uid: &str) -> Option<String> {
     pods.iter()
-        .filter(|p| p.owner_references().iter().any(|o| o.uid == job_uid))
-        .max_by_key(|p| p.creation_timestamp().map(|t| t.0))
-        .map(|p| p.name_any())
+        .filter(|p| p.job_uid.as_deref() == Some(job_uid))
+        .max_by_key(|p| p.created)
+        .map(|p| p.view.name.clone())
 }

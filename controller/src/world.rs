@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use bluegreen_crd::{BlueGreenRelease, Color, labels};
+
+use crate::cache::Summarize;
 use k8s_openapi::{
     api::{
         apps::v1::ReplicaSet,
@@ -143,6 +145,80 @@ pub struct JobView {
     pub deleting: bool,
     /// Tail of the failed pod's log, fetched by reconcile for failed Jobs.
     pub log_tail: Option<String>,
+}
+
+/// What the caches keep of a pod: its view, and what links a smoke-test pod to its Job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodSummary {
+    pub view: PodView,
+    /// UID of the Job that owns it, for a smoke-test pod.
+    pub job_uid: Option<String>,
+    pub created: Option<Timestamp>,
+}
+
+/// What the caches keep of an EndpointSlice: its Service and endpoints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceSummary {
+    pub service: String,
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// The label the EndpointSlice controller puts on every slice of a Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+impl Summarize for ReplicaSet {
+    type Summary = ReplicaSetView;
+    fn summarize(&self) -> Option<ReplicaSetView> {
+        replica_set_view(self)
+    }
+}
+
+impl Summarize for Service {
+    type Summary = ServiceView;
+    fn summarize(&self) -> Option<ServiceView> {
+        Some(service_view(self))
+    }
+}
+
+impl Summarize for EndpointSlice {
+    type Summary = SliceSummary;
+    fn summarize(&self) -> Option<SliceSummary> {
+        let service = self
+            .metadata
+            .labels
+            .as_ref()?
+            .get(SERVICE_NAME_LABEL)?
+            .clone();
+        Some(SliceSummary {
+            service,
+            endpoints: endpoint_views([self]),
+        })
+    }
+}
+
+impl Summarize for Pod {
+    type Summary = PodSummary;
+    fn summarize(&self) -> Option<PodSummary> {
+        let job_uid = self
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.kind == "Job")
+            .map(|o| o.uid.clone());
+        Some(PodSummary {
+            view: pod_view(self),
+            job_uid,
+            created: self.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        })
+    }
+}
+
+impl Summarize for Job {
+    type Summary = JobView;
+    fn summarize(&self) -> Option<JobView> {
+        job_view(self)
+    }
 }
 
 /// The release's ReplicaSet view, or `None` for an object that is not one of its colors.
