@@ -129,7 +129,7 @@ pub async fn run(
                 first_list = false;
                 synced.fetch_add(1, Ordering::AcqRel);
             }
-            event
+            event.modify(drop_unread_metadata)
         })
         .reflect(writer)
         .applied_objects()
@@ -251,6 +251,15 @@ where
             event
         })
         .touched_objects()
+}
+
+/// Drops what the controller never reads from a cached release: managed fields and
+/// kubectl's last-applied copy of the spec are often larger than the rest of the object.
+fn drop_unread_metadata(release: &mut BlueGreenRelease) {
+    release.managed_fields_mut().clear();
+    release
+        .annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
 /// The release an object belongs to, by its `bluegreen.dev/release` label.
