@@ -53,6 +53,9 @@ e2e: tools build
 e2e-cluster: tools build
 	BLUEGREEN_E2E_CLUSTER=1 cargo test -p bluegreen-e2e --no-fail-fast -- --test-threads=1
 
-## bench: performance figures (DESIGN §7), printed as one table
-bench: build
+## bench: performance figures (DESIGN §7), printed as one table and written to target/bench.json.
+## Release build of every binary: the bench runs target/release/bluegreen-controller and
+## target/release/kubesim. Counts: BENCH_* variables (e2e/src/bench/config.rs).
+bench:
+	cargo build --release --bins
 	cargo run --release -p bluegreen-e2e --bin bench

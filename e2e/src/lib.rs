@@ -11,6 +11,7 @@ use std::{
 
 use kube::{Client, Config, config::Kubeconfig};
 
+pub mod bench;
 
 /// The repository root (this crate lives in `<root>/e2e`).
 pub fn repo_root() -> PathBuf {

@@ -1,0 +1,213 @@
+//! Controller-added flip latency (DESIGN §7), at N concurrently upgrading releases.
+//!
+//! N releases (one replica, one smoke test, pods and Jobs instant) are brought to Stable
+//! on 1.0.0, then all N are switched to 2.0.0 at once. For each release the store
+//! timeline (see `timeline`) gives two instants:
+//! - gate: kubesim stores the smoke-test Job's status with `Complete=True` — the write that
+//!   satisfies the last gate of the rollout (the cold color is available before its Job is
+//!   even created);
+//! - flip: kubesim stores the active Service with the new color in its selector, i.e. it
+//!   has received and applied the controller's PATCH.
+//!
+//! flip − gate is what the controller adds: the Job watch event reaching it, queueing,
+//! the reconcile (with its re-read of the target ReplicaSet) and the PATCH itself. The ratio
+//! is taken to the p50 of a bare PATCH round trip measured in the same run (`floor`).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::bench::BenchResult;
+use crate::bench::config::BenchConfig;
+use crate::bench::lab::Lab;
+use crate::bench::releases::{self, Shape};
+use crate::bench::report::Row;
+use crate::bench::stats::{Samples, fmt_duration, fmt_p50_p99, fmt_rate, ms};
+use crate::bench::timeline::{Mark, MarkKind};
+
+use super::{controller_for, failed, wait_all_stable};
+
+const SHAPE: Shape = Shape {
+    replicas: 1,
+    smoke_test: true,
+    // No scale-down write lands among the flips being measured.
+    scale_down_delay_seconds: 3600,
+};
+
+pub async fn run(lab: &Lab, cfg: &BenchConfig, floor: Option<&Samples>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &n in &cfg.concurrent {
+        let figure = format!("flip latency, {n} concurrent upgrades");
+        match measure(lab, cfg, n).await {
+            Ok(m) => rows.extend(m.rows(n, floor)),
+            Err(e) => rows.extend(failed(&figure, e)),
+        }
+    }
+    rows
+}
+
+struct Measured {
+    latencies: Samples,
+    /// Releases without a (gate, flip) pair in the timeline (should be 0).
+    unmatched: usize,
+    first_stable: Duration,
+    upgrade_wall: Duration,
+    timeline_lagged: u64,
+}
+
+impl Measured {
+    fn rows(&self, n: usize, floor: Option<&Samples>) -> Vec<Row> {
+        let floor_p50 = floor.map(|f| f.p50()).filter(|d| !d.is_zero());
+        let ratio = floor_p50.map(|f| self.latencies.p50().as_secs_f64() / f.as_secs_f64());
+        let mut value = fmt_p50_p99(&self.latencies);
+        if let Some(r) = ratio {
+            value.push_str(&format!(" ({r:.1}× floor p50)"));
+        }
+        if self.unmatched > 0 || self.timeline_lagged > 0 {
+            value.push_str(&format!(
+                " [{} unmatched, {} events lost]",
+                self.unmatched, self.timeline_lagged
+            ));
+        }
+        let reference = match floor_p50 {
+            Some(f) => format!("floor p50 {}; target: small multiple", fmt_duration(f)),
+            None => "bare PATCH not measured".into(),
+        };
+        let mut rows = vec![
+            Row::new(format!("flip latency, {n} concurrent upgrades"), value)
+                .reference(reference)
+                .method("store timeline: Job Complete stored → active Service selector stored")
+                .data(json!({
+                    "concurrent": n,
+                    "latency": self.latencies.json(),
+                    "ratio_to_floor_p50": ratio,
+                    "unmatched": self.unmatched,
+                    "timeline_events_lost": self.timeline_lagged,
+                    "first_stable_s": self.first_stable.as_secs_f64(),
+                    "upgrade_wall_s": self.upgrade_wall.as_secs_f64(),
+                })),
+        ];
+        if n > 1 {
+            rows.push(
+                Row::new(
+                    format!("  {n} releases: create → Stable / upgrade → Stable"),
+                    format!(
+                        "{} ({}) / {} ({})",
+                        fmt_duration(self.first_stable),
+                        fmt_rate(n as f64 / self.first_stable.as_secs_f64(), "rel"),
+                        fmt_duration(self.upgrade_wall),
+                        fmt_rate(n as f64 / self.upgrade_wall.as_secs_f64(), "rel"),
+                    ),
+                )
+                .method("wall time, all created / all patched at once, one smoke test each")
+                .data(json!({
+                    "create_to_stable_ms": ms(self.first_stable),
+                    "upgrade_to_stable_ms": ms(self.upgrade_wall),
+                })),
+            );
+        }
+        rows
+    }
+}
+
+/// Per release: flip instant minus the last gate (Job Complete) instant before it.
+fn latencies(marks: &[Mark], first_color: &HashMap<String, String>) -> (Vec<Duration>, usize) {
+    let mut gates: HashMap<&str, Instant> = HashMap::new();
+    let mut flipped: HashMap<&str, ()> = HashMap::new();
+    let mut out = Vec::new();
+    let mut unmatched = 0;
+    for mark in marks {
+        match &mark.kind {
+            MarkKind::JobComplete { .. } => {
+                gates.insert(mark.name.as_str(), mark.at);
+            }
+            MarkKind::Selector { color, .. } => {
+                let service = mark.name.as_str();
+                // Active Services only (the release's name), and only the flip away from
+                // the color it had before the upgrade.
+                let Some(before) = first_color.get(service) else {
+                    continue;
+                };
+                if color == before || flipped.insert(service, ()).is_some() {
+                    continue;
+                }
+                match gates.get(service) {
+                    Some(gate) => out.push(mark.at.saturating_duration_since(*gate)),
+                    None => unmatched += 1,
+                }
+            }
+            MarkKind::Phase(_) => {}
+        }
+    }
+    (out, unmatched)
+}
+
+async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured> {
+    let ns = format!("bench-flip-{n}");
+    let mut controller = controller_for(lab, cfg, &ns).await?;
+    let timeout = Duration::from_secs(120) + Duration::from_millis(200 * n as u64);
+    let prefix = "r";
+
+    let start = Instant::now();
+    releases::create_many(
+        &lab.client,
+        &ns,
+        prefix,
+        0..n,
+        "1.0.0",
+        SHAPE,
+        cfg.client_concurrency,
+    )
+    .await?;
+    wait_all_stable(lab, &mut controller, &ns, n, "1.0.0", timeout).await?;
+    let first_stable = start.elapsed();
+    // Let trailing status writes settle so the upgrade starts from quiet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let first_color: HashMap<String, String> = (0..n)
+        .filter_map(|i| {
+            let name = releases::name(prefix, i);
+            let release = lab.release(&ns, &name)?;
+            let color = release["status"]["activeColor"].as_str()?.to_string();
+            Some((name, color))
+        })
+        .collect();
+    let position = lab.timeline.position();
+    let lagged_before = lab.timeline.lagged();
+    let start = Instant::now();
+    releases::set_version_many(
+        &lab.client,
+        &ns,
+        prefix,
+        0..n,
+        "2.0.0",
+        cfg.client_concurrency,
+    )
+    .await?;
+    wait_all_stable(lab, &mut controller, &ns, n, "2.0.0", timeout).await?;
+    let upgrade_wall = start.elapsed();
+    // The timeline thread may be a moment behind the store.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let marks: Vec<Mark> = lab
+        .timeline
+        .since(position)
+        .into_iter()
+        .filter(|m| m.namespace == ns)
+        .collect();
+    let (samples, unmatched) = latencies(&marks, &first_color);
+    controller.stop();
+    if samples.is_empty() {
+        return Err(format!(
+            "no flip recorded ({} marks, {unmatched} flips without a gate)",
+            marks.len()
+        ));
+    }
+    Ok(Measured {
+        unmatched: n.saturating_sub(samples.len()),
+        latencies: Samples::new(samples),
+        first_stable,
+        upgrade_wall,
+        timeline_lagged: lab.timeline.lagged() - lagged_before,
+    })
+}
