@@ -4,7 +4,7 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
@@ -166,14 +166,17 @@ pub async fn run(
 
     // Ready once every cache has its first full list: before that, a reconcile could see a
     // half-empty world.
+    let caches_synced = Arc::new(AtomicBool::new(false));
     let ready_signal = {
         let synced = synced.clone();
+        let caches_synced = caches_synced.clone();
         let readiness = readiness.clone();
         async move {
             while synced.load(Ordering::Acquire) < CACHES {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             info!("caches synced; ready");
+            caches_synced.store(true, Ordering::Release);
             readiness.set_ready(true);
         }
     };
@@ -184,7 +187,8 @@ pub async fn run(
         instance: Some(settings.identity.clone()),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let context = Arc::new(Context::new(client, caches, metrics.clone(), recorder));
+    let context =
+        Arc::new(Context::new(client, caches, metrics.clone(), recorder).gated_on(caches_synced));
     info!(
         namespace = namespace.unwrap_or("<all>"),
         concurrency = settings.concurrency,

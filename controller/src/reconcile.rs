@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -53,6 +56,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per release, for backoff per error class.
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// False until every cache has its first full list. Planning from a half-filled cache
+    /// would take a missing ReplicaSet for a deleted one (and forget a warm standby).
+    caches_synced: Arc<AtomicBool>,
 }
 
 impl Context {
@@ -68,9 +74,19 @@ impl Context {
             metrics,
             recorder,
             failures: Mutex::new(HashMap::new()),
+            caches_synced: Arc::new(AtomicBool::new(true)),
         }
     }
+
+    /// Holds reconciles back until `synced` is true (the caches have their first list).
+    pub fn gated_on(mut self, synced: Arc<AtomicBool>) -> Self {
+        self.caches_synced = synced;
+        self
+    }
 }
+
+/// How soon a reconcile that arrived before the caches were filled is tried again.
+const UNTIL_SYNCED: Duration = Duration::from_millis(250);
 
 fn key(release: &BlueGreenRelease) -> (String, String) {
     (release.namespace().unwrap_or_default(), release.name_any())
@@ -79,6 +95,9 @@ fn key(release: &BlueGreenRelease) -> (String, String) {
 /// Reconciles one release.
 #[instrument(skip_all, fields(namespace = release.namespace().unwrap_or_default(), release = release.name_any(), revision = tracing::field::Empty))]
 pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Result<Requeue> {
+    if !ctx.caches_synced.load(Ordering::Acquire) {
+        return Ok(Requeue::requeue(UNTIL_SYNCED));
+    }
     let _timer = ctx.metrics.reconcile_timer();
     let namespace = release
         .namespace()
