@@ -475,3 +475,54 @@ async fn bad_input_is_rejected_or_stalled_and_nothing_is_created() {
     f.apply(&release("shop:1", 0));
     f.stable("1").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_writes_nothing_for_settled_releases() {
+    let f = Fixture::start("restart-quiet").await;
+    let mut controller = f.env.start_controller().unwrap();
+    f.apply(&release("shop:1", 0));
+    f.stable("1").await;
+    f.apply(&release("shop:2", 0));
+    let before = f.stable("2").await;
+    assert!(before.standby.is_some());
+    controller.kill().unwrap();
+
+    let sim = f.env.kubesim().unwrap();
+    let since = sim.audit_next_seq();
+    let restarted = f.env.start_controller().unwrap();
+    let addr = restarted
+        .metrics_addr(Duration::from_secs(20))
+        .expect("metrics address");
+    eventually(
+        "the new process reconciled the release",
+        TIMEOUT,
+        || async {
+            let (_, body) = bluegreen_e2e::http_get(&addr, "/metrics")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(body
+                .contains(r#"bluegreen_releases{phase="Stable"} 1"#)
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let writes: Vec<_> = sim
+        .audit_since(since)
+        .into_iter()
+        .filter(|e| {
+            e.field_manager == labels::FIELD_MANAGER
+                && matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete")
+        })
+        .map(|e| format!("{} {} {} {}", e.verb, e.resource, e.subresource, e.name))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a restart is read-only for a settled release: {writes:?}"
+    );
+    let after = f.releases.get("shop").await.unwrap().status.unwrap();
+    assert_eq!(
+        after.standby, before.standby,
+        "the warm standby is remembered"
+    );
+}
