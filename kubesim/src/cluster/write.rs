@@ -172,9 +172,12 @@ impl Cluster {
                 )));
             }
             causes.extend(outcome.causes);
-            // Like the apiserver, rules run only on objects that are structurally valid.
+            // Like the apiserver, rules run only on objects that are structurally valid, and
+            // (validation ratcheting) not again on an update that leaves everything but
+            // status and metadata as it was: a status write re-checks nothing of the spec.
             if causes.is_empty()
                 && self.evaluates_cel()
+                && !old.is_some_and(|old| same_outside_status_and_metadata(old, obj))
                 && let Some(compiled) = crd_version.and_then(|v| v.cel.as_ref())
             {
                 causes.extend(crate::cel::causes(compiled, obj, old));
@@ -557,4 +560,17 @@ impl Cluster {
             st.registry.upsert_crd(stored);
         }
     }
+}
+
+/// True when two versions of an object differ at most in `status` and `metadata`.
+fn same_outside_status_and_metadata(old: &Value, new: &Value) -> bool {
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return false;
+    };
+    let relevant = |k: &String| k != "status" && k != "metadata";
+    old.keys().filter(|k| relevant(k)).count() == new.keys().filter(|k| relevant(k)).count()
+        && new
+            .iter()
+            .filter(|(k, _)| relevant(k))
+            .all(|(k, v)| old.get(k) == Some(v))
 }
