@@ -359,13 +359,7 @@ impl Planner<'_> {
 
     /// Points the preview Service at a color+revision when it does not already.
     pub(super) fn point_preview(&mut self, color: Color, revision: &str) {
-        let fallback = self
-            .obs
-            .active_service
-            .as_ref()
-            .map(|s| s.ports.clone())
-            .unwrap_or_default();
-        let wanted = desired::preview_service(self.release, color, revision, &fallback);
+        let wanted = self.wanted_preview(color, revision);
         let current = self.obs.preview_service.as_ref();
         let up_to_date = current.is_some_and(|svc| {
             let spec = wanted.spec.as_ref().expect("built with a spec");
@@ -376,6 +370,17 @@ impl Planner<'_> {
             self.actions
                 .push(Action::ApplyPreviewService(Box::new(wanted)));
         }
+    }
+
+    /// The preview Service as it should be (ports from the spec, else the active Service's).
+    fn wanted_preview(&self, color: Color, revision: &str) -> k8s_openapi::api::core::v1::Service {
+        let fallback = self
+            .obs
+            .active_service
+            .as_ref()
+            .map(|s| s.ports.clone())
+            .unwrap_or_default();
+        desired::preview_service(self.release, color, revision, &fallback)
     }
 
     /// Runs (or follows) the smoke-test Jobs of this rollout.
@@ -407,20 +412,11 @@ impl Planner<'_> {
 
         let id = rollout_id(r);
         let now = self.now();
-        let fallback = self
-            .obs
-            .active_service
-            .as_ref()
-            .map(|s| s.ports.clone())
+        let preview_ports = self
+            .wanted_preview(r.color, &r.revision)
+            .spec
+            .and_then(|s| s.ports)
             .unwrap_or_default();
-        let preview_ports = if self.release.spec.service.ports.is_empty() {
-            fallback
-        } else {
-            desired::preview_service(self.release, r.color, &r.revision, &[])
-                .spec
-                .and_then(|s| s.ports)
-                .unwrap_or_default()
-        };
         let url = desired::preview_url(self.release, &preview_ports);
         let mut results = Vec::new();
         // A failed rollout starts no more tests: they would outlive it (its cancellation only
