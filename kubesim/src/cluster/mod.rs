@@ -192,6 +192,18 @@ impl Cluster {
         self.lock().get(gr, ns, name).cloned()
     }
 
+    /// Reads what `read` takes from a stored object without copying the object (copies of
+    /// whole pods were most of kubesim's CPU under load).
+    pub fn read_stored<T>(
+        &self,
+        gr: &GroupResource,
+        ns: &str,
+        name: &str,
+        read: impl FnOnce(&Value) -> T,
+    ) -> Option<T> {
+        self.lock().get(gr, ns, name).map(read)
+    }
+
     pub fn list(
         &self,
         def: &ResourceDef,

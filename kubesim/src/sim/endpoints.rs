@@ -33,6 +33,26 @@ fn target_port(port: &Value, pod: Option<&Value>) -> Value {
     }
 }
 
+/// The parts of a pod its endpoints are made of (a trimmed copy): name, uid, IP, readiness,
+/// and the containers' named ports for `targetPort` names.
+fn endpoint_source(pod: &Value) -> Value {
+    let ports: Vec<Value> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| json!({"ports": c.get("ports").cloned().unwrap_or(json!([]))}))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "metadata": {"name": meta::name(pod), "uid": meta::uid(pod)},
+        "spec": {"containers": ports},
+        "status": {"podIP": pod.pointer("/status/podIP").cloned().unwrap_or(Value::Null),
+                   "conditions": pod.pointer("/status/conditions").cloned().unwrap_or(json!([]))},
+    })
+}
+
 impl Sim {
     pub(super) fn reconcile_endpoints(&self, ns: &str, name: &str) {
         let Some(svc) = self.cluster.get_stored(&self.services.storage, ns, name) else {
@@ -48,18 +68,22 @@ impl Sim {
         let sel = LabelSelector::from_map(sel_map);
         // The label index narrows the pods to those carrying every selector pair.
         let names = self.pod_labels.borrow().all_of(ns, sel_map);
+        // Only what an endpoint needs is read from each pod (under the store lock, no copy).
         let pods: Vec<Value> = names
             .iter()
-            .filter_map(|n| self.cluster.get_stored(&self.pods.storage, ns, n))
-            .filter(|p| {
-                sel.matches(p)
-                    && p.pointer("/status/podIP").is_some()
-                    && p.pointer("/metadata/deletionTimestamp").is_none()
-                    && !matches!(
-                        p.pointer("/status/phase").and_then(Value::as_str),
-                        Some("Succeeded" | "Failed")
-                    )
+            .filter_map(|n| {
+                self.cluster.read_stored(&self.pods.storage, ns, n, |p| {
+                    let serving = sel.matches(p)
+                        && p.pointer("/status/podIP").is_some()
+                        && p.pointer("/metadata/deletionTimestamp").is_none()
+                        && !matches!(
+                            p.pointer("/status/phase").and_then(Value::as_str),
+                            Some("Succeeded" | "Failed")
+                        );
+                    serving.then(|| endpoint_source(p))
+                })
             })
+            .flatten()
             .collect();
         let svc_ports: Vec<Value> = svc
             .pointer("/spec/ports")

@@ -226,12 +226,18 @@ impl Sim {
         let mut candidates = self.service_selectors.borrow().any_of(&ns, now);
         candidates.extend(self.service_selectors.borrow().any_of(&ns, before));
         for name in candidates {
-            let Some(svc) = self.cluster.get_stored(&self.services.storage, &ns, &name) else {
-                continue;
-            };
-            let Some(sel) = selector(&svc) else { continue };
-            let sel = crate::selector::LabelSelector::from_map(sel);
-            if !sel.is_empty() && (sel.matches_labels(now) || sel.matches_labels(before)) {
+            // Candidates share at least one label pair with the pod (often a common one,
+            // such as a color): check each selector in place rather than copying every
+            // Service of the namespace on every pod event.
+            let selects = self
+                .cluster
+                .read_stored(&self.services.storage, &ns, &name, |svc| {
+                    selector(svc).is_some_and(|sel| {
+                        let sel = crate::selector::LabelSelector::from_map(sel);
+                        !sel.is_empty() && (sel.matches_labels(now) || sel.matches_labels(before))
+                    })
+                });
+            if selects == Some(true) {
                 self.handle(Work::Service {
                     ns: ns.clone(),
                     name,
