@@ -57,5 +57,7 @@ e2e-cluster: tools build
 ## Release build of every binary: the bench runs target/release/bluegreen-controller and
 ## target/release/kubesim. Counts: BENCH_* variables (e2e/src/bench/config.rs).
 bench:
-	cargo build --release --bins
-	cargo run --release -p bluegreen-e2e --bin bench
+	cargo build --release --workspace --bins
+	# Run the binary built above: `cargo run -p` would resolve features for one package and
+	# build kubesim a second time.
+	./target/release/bench
