@@ -16,6 +16,25 @@ fn mv(from: &mut Map<String, Value>, to: &mut Map<String, Value>, a: &str, b: &s
     }
 }
 
+/// events.k8s.io/v1 field -> core/v1 (storage) field; every other field keeps its name.
+/// One table serves both directions so the two conversions cannot drift apart.
+const EVENTS_V1_TO_CORE: &[(&str, &str)] = &[
+    ("metadata", "metadata"),
+    ("reason", "reason"),
+    ("type", "type"),
+    ("eventTime", "eventTime"),
+    ("series", "series"),
+    ("action", "action"),
+    ("related", "related"),
+    ("reportingInstance", "reportingInstance"),
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
 /// Served shape -> stored shape.
 pub fn to_storage(def: &ResourceDef, mut obj: Value) -> Value {
     if is_events_v1(def) {
@@ -23,39 +42,9 @@ pub fn to_storage(def: &ResourceDef, mut obj: Value) -> Value {
             return obj;
         };
         let mut out = Map::new();
-        for k in [
-            "metadata",
-            "reason",
-            "type",
-            "eventTime",
-            "series",
-            "action",
-            "related",
-            "reportingInstance",
-        ] {
-            mv(&mut src, &mut out, k, k);
+        for (v1, core) in EVENTS_V1_TO_CORE {
+            mv(&mut src, &mut out, v1, core);
         }
-        mv(&mut src, &mut out, "regarding", "involvedObject");
-        mv(&mut src, &mut out, "note", "message");
-        mv(
-            &mut src,
-            &mut out,
-            "reportingController",
-            "reportingComponent",
-        );
-        mv(
-            &mut src,
-            &mut out,
-            "deprecatedFirstTimestamp",
-            "firstTimestamp",
-        );
-        mv(
-            &mut src,
-            &mut out,
-            "deprecatedLastTimestamp",
-            "lastTimestamp",
-        );
-        mv(&mut src, &mut out, "deprecatedCount", "count");
         let source = src.remove("deprecatedSource").unwrap_or_else(
             || json!({"component": out.get("reportingComponent").cloned().unwrap_or(Value::Null)}),
         );
@@ -76,39 +65,9 @@ pub fn from_storage(def: &ResourceDef, version: &str, obj: &Value) -> Value {
             return obj.clone();
         };
         let mut out = Map::new();
-        for k in [
-            "metadata",
-            "reason",
-            "type",
-            "eventTime",
-            "series",
-            "action",
-            "related",
-            "reportingInstance",
-        ] {
-            mv(&mut src, &mut out, k, k);
+        for (v1, core) in EVENTS_V1_TO_CORE {
+            mv(&mut src, &mut out, core, v1);
         }
-        mv(&mut src, &mut out, "involvedObject", "regarding");
-        mv(&mut src, &mut out, "message", "note");
-        mv(
-            &mut src,
-            &mut out,
-            "reportingComponent",
-            "reportingController",
-        );
-        mv(
-            &mut src,
-            &mut out,
-            "firstTimestamp",
-            "deprecatedFirstTimestamp",
-        );
-        mv(
-            &mut src,
-            &mut out,
-            "lastTimestamp",
-            "deprecatedLastTimestamp",
-        );
-        mv(&mut src, &mut out, "count", "deprecatedCount");
         mv(&mut src, &mut out, "source", "deprecatedSource");
         if !out.contains_key("eventTime") {
             out.insert("eventTime".into(), Value::Null);

@@ -258,22 +258,7 @@ impl Cluster {
             }
             return Err(ApiError::not_found(&def.group, &def.plural, name));
         };
-        let want_rv = body
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let have_rv = old
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if !want_rv.is_empty() && want_rv != have_rv {
-            return Err(ApiError::conflict(
-                &def.group,
-                &def.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
-        }
+        check_resource_version(def, name, &body, &old)?;
         let new = convert::to_storage(def, body);
         self.commit(&mut st, def, version, k, &old, new, sub, opts, true)
     }
@@ -311,23 +296,7 @@ impl Cluster {
         if !served.is_object() {
             return Err(ApiError::bad_request("the patch produced a non-object"));
         }
-        let want_rv = served
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let have_rv = old
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if !want_rv.is_empty() && want_rv != have_rv {
-            return Err(ApiError::conflict(
-                &def.group,
-                &def.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
-        }
+        check_resource_version(def, name, &served, &old)?;
         let patched_name = meta::name(&served);
         if patched_name != name {
             return Err(ApiError::bad_request(format!(
@@ -573,4 +542,29 @@ fn same_outside_status_and_metadata(old: &Value, new: &Value) -> bool {
             .iter()
             .filter(|(k, _)| relevant(k))
             .all(|(k, v)| old.get(k) == Some(v))
+}
+
+/// Optimistic concurrency: a write naming a resourceVersion must name the stored one.
+fn check_resource_version(
+    def: &ResourceDef,
+    name: &str,
+    body: &Value,
+    stored: &Value,
+) -> ApiResult<()> {
+    let rv = |v: &Value| {
+        v.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let wanted = rv(body);
+    if !wanted.is_empty() && wanted != rv(stored) {
+        return Err(ApiError::conflict(
+            &def.group,
+            &def.plural,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ));
+    }
+    Ok(())
 }
