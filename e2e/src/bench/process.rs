@@ -42,6 +42,45 @@ impl Memory {
     }
 }
 
+/// CPU time a process has used so far (user + system, all threads), from
+/// `/proc/<pid>/stat`. Differences of two readings say which side of a measurement did
+/// the work: the controller, or the bench process that hosts kubesim.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime(Duration);
+
+/// `/proc/<pid>/stat` counts in USER_HZ, which the Linux ABI fixes at 100.
+const USER_HZ: u64 = 100;
+
+impl CpuTime {
+    pub fn of(pid: u32) -> BenchResult<CpuTime> {
+        let path = format!("/proc/{pid}/stat");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        // Fields after the parenthesised command name (which may hold spaces): state is
+        // field 3, utime 14 and stime 15 of the whole line.
+        let after_comm = text
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| format!("{path}: no command name"))?;
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let ticks = |i: usize| -> BenchResult<u64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("{path}: field {} unreadable", i + 3))
+        };
+        let total = ticks(11)? + ticks(12)?;
+        Ok(CpuTime(Duration::from_millis(total * 1000 / USER_HZ)))
+    }
+
+    pub fn of_self() -> BenchResult<CpuTime> {
+        CpuTime::of(std::process::id())
+    }
+
+    pub fn since(self, earlier: CpuTime) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> BenchResult<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;

@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::bench::BenchResult;
 use crate::bench::config::BenchConfig;
 use crate::bench::lab::Lab;
+use crate::bench::process::{Controller, CpuTime};
 use crate::bench::releases::{self, Shape};
 use crate::bench::report::Row;
 use crate::bench::stats::{Samples, fmt_duration, fmt_p50_p99, fmt_rate, ms};
@@ -53,7 +54,43 @@ struct Measured {
     unmatched: usize,
     first_stable: Duration,
     upgrade_wall: Duration,
+    /// CPU used while all N went to Stable and while all N upgraded.
+    create_cpu: CpuSplit,
+    upgrade_cpu: CpuSplit,
     timeline_lagged: u64,
+}
+
+/// CPU time used over one window by the bench process (kubesim, its simulated
+/// controllers and the bench's own client) and by the controller process.
+#[derive(Debug, Clone, Copy)]
+struct CpuSplit {
+    kubesim: Duration,
+    controller: Duration,
+}
+
+impl CpuSplit {
+    fn between(before: (CpuTime, CpuTime), after: (CpuTime, CpuTime)) -> CpuSplit {
+        CpuSplit {
+            kubesim: after.0.since(before.0),
+            controller: after.1.since(before.1),
+        }
+    }
+
+    fn reading(controller: &Controller) -> BenchResult<(CpuTime, CpuTime)> {
+        Ok((CpuTime::of_self()?, CpuTime::of(controller.pid())?))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "kubesim {:.1} s, controller {:.1} s",
+            self.kubesim.as_secs_f64(),
+            self.controller.as_secs_f64()
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({"kubesim_s": self.kubesim.as_secs_f64(), "controller_s": self.controller.as_secs_f64()})
+    }
 }
 
 impl Measured {
@@ -106,6 +143,24 @@ impl Measured {
                     "upgrade_to_stable_ms": ms(self.upgrade_wall),
                 })),
             );
+            rows.push(
+                Row::new(
+                    format!("  {n} releases: CPU, create / upgrade"),
+                    format!(
+                        "{} / {}",
+                        self.create_cpu.describe(),
+                        self.upgrade_cpu.describe()
+                    ),
+                )
+                .reference("kubesim below the controller: it is not the bottleneck")
+                .method(
+                    "utime+stime of the bench process (kubesim + its simulated controllers + bench client) and of the controller, /proc/<pid>/stat",
+                )
+                .data(json!({
+                    "create": self.create_cpu.json(),
+                    "upgrade": self.upgrade_cpu.json(),
+                })),
+            );
         }
         rows
     }
@@ -149,6 +204,7 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
     let timeout = Duration::from_secs(120) + Duration::from_millis(200 * n as u64);
     let prefix = "r";
 
+    let cpu_start = CpuSplit::reading(&controller)?;
     let start = Instant::now();
     releases::create_many(
         &lab.client,
@@ -162,6 +218,7 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
     .await?;
     wait_all_stable(lab, &mut controller, &ns, n, "1.0.0", timeout).await?;
     let first_stable = start.elapsed();
+    let create_cpu = CpuSplit::between(cpu_start, CpuSplit::reading(&controller)?);
     // Let trailing status writes settle so the upgrade starts from quiet.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -175,6 +232,7 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
         .collect();
     let position = lab.timeline.position();
     let lagged_before = lab.timeline.lagged();
+    let cpu_start = CpuSplit::reading(&controller)?;
     let start = Instant::now();
     releases::set_version_many(
         &lab.client,
@@ -187,6 +245,7 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
     .await?;
     wait_all_stable(lab, &mut controller, &ns, n, "2.0.0", timeout).await?;
     let upgrade_wall = start.elapsed();
+    let upgrade_cpu = CpuSplit::between(cpu_start, CpuSplit::reading(&controller)?);
     // The timeline thread may be a moment behind the store.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let marks: Vec<Mark> = lab
@@ -208,6 +267,8 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
         latencies: Samples::new(samples),
         first_stable,
         upgrade_wall,
+        create_cpu,
+        upgrade_cpu,
         timeline_lagged: lab.timeline.lagged() - lagged_before,
     })
 }
