@@ -528,7 +528,8 @@ pub fn track_update(
 
 /// Outcome of planning an apply: the merged object, or conflicts.
 pub struct ApplyRequest<'a> {
-    pub live: &'a Value,
+    /// The stored object, taken by value: the result is built in place of it.
+    pub live: Value,
     pub config: &'a Value,
     pub manager: &'a str,
     pub api_version: &'a str,
@@ -541,7 +542,7 @@ pub struct ApplyRequest<'a> {
 /// Server-side apply of `config` onto `live`. Returns the new object (with
 /// managedFields updated) or the conflict causes.
 pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
-    let mut entries = read_entries(req.live);
+    let mut entries = read_entries(&req.live);
     let applied = field_set(req.config, req.scope, req.keys);
     let mut conflicts = Vec::new();
     let mut taken: Vec<(usize, Path)> = Vec::new();
@@ -550,7 +551,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
             continue;
         }
         for p in applied.intersection(&e.fields) {
-            let differs = get_path(req.live, p) != get_path(req.config, p);
+            let differs = get_path(&req.live, p) != get_path(req.config, p);
             // Only leaves carry values worth comparing; a shared list item is not a conflict.
             if !differs || p.last().is_some_and(|l| l.starts_with("k:")) {
                 continue;
@@ -572,7 +573,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
     for (i, p) in taken {
         entries[i].fields.remove(&p);
     }
-    let mut out = req.live.clone();
+    let mut out = req.live;
     // Fields this manager applied before but no longer does are removed unless
     // another manager still owns them (or something beneath them).
     if let Some(prev) = entries.iter().find(|e| {
@@ -637,7 +638,7 @@ mod tests {
     use super::*;
 
     fn req<'a>(
-        live: &'a Value,
+        live: Value,
         config: &'a Value,
         manager: &'a str,
         force: bool,
@@ -660,18 +661,18 @@ mod tests {
     fn conflicts_force_and_removal() {
         let empty = json!({"metadata": {"name": "s"}});
         let a = json!({"metadata": {"name": "s"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}});
-        let live = apply(req(&empty, &a, "helm", false)).unwrap();
+        let live = apply(req(empty.clone(), &a, "helm", false)).unwrap();
         let b = json!({"metadata": {"name": "s"}, "spec": {"selector": {"color": "blue"}}});
-        let live = apply(req(&live, &b, "ctl", false)).unwrap();
+        let live = apply(req(live.clone(), &b, "ctl", false)).unwrap();
         assert_eq!(
             live["spec"]["selector"],
             json!({"app": "x", "color": "blue"})
         );
         let c = json!({"metadata": {"name": "s"}, "spec": {"selector": {"app": "y"}}});
-        let err = apply(req(&live, &c, "ctl", false)).unwrap_err();
+        let err = apply(req(live.clone(), &c, "ctl", false)).unwrap_err();
         assert_eq!(err[0].field, ".spec.selector.app");
         assert!(err[0].message.contains("\"helm\""));
-        let live = apply(req(&live, &c, "ctl", true)).unwrap();
+        let live = apply(req(live.clone(), &c, "ctl", true)).unwrap();
         // ctl dropped `color`, which it owned alone: removed. `app` now belongs to ctl.
         assert_eq!(live["spec"]["selector"], json!({"app": "y"}));
         assert_eq!(live["spec"]["ports"][0]["port"], 80);
@@ -710,9 +711,9 @@ mod schema_keys {
             subresource: None,
             keys,
         };
-        let live = apply(r(&empty, &a, "one")).unwrap();
+        let live = apply(r(empty.clone(), &a, "one")).unwrap();
         let b = json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": 443, "protocol": "TCP"}]}});
-        let live = apply(r(&live, &b, "two")).unwrap();
+        let live = apply(r(live.clone(), &b, "two")).unwrap();
         let ports = live["spec"]["ports"].as_array().unwrap();
         assert_eq!(ports.len(), 2, "items from both managers: {live}");
         let owned = &read_entries(&live)[0].fields;
@@ -726,7 +727,7 @@ mod schema_keys {
         );
         // An atomic list (no list-type) is replaced whole and conflicts as one field.
         let c = json!({"metadata": {"name": "x"}, "spec": {"args": ["b"]}});
-        let err = apply(r(&live, &c, "two")).unwrap_err();
+        let err = apply(r(live.clone(), &c, "two")).unwrap_err();
         assert_eq!(err[0].field, ".spec.args");
     }
 }
@@ -751,16 +752,16 @@ mod sets {
             keys: ListKeys::builtin(),
         };
         let a = json!({"metadata": {"name": "x", "finalizers": ["a.dev/one"]}});
-        let live = apply(r(&empty, &a, "one")).unwrap();
+        let live = apply(r(empty.clone(), &a, "one")).unwrap();
         let b = json!({"metadata": {"name": "x", "finalizers": ["b.dev/two"]}});
-        let live = apply(r(&live, &b, "two")).unwrap();
+        let live = apply(r(live.clone(), &b, "two")).unwrap();
         assert_eq!(
             live["metadata"]["finalizers"],
             json!(["a.dev/one", "b.dev/two"])
         );
         // "two" drops its finalizer: only its own item goes.
         let c = json!({"metadata": {"name": "x", "labels": {"k": "v"}}});
-        let live = apply(r(&live, &c, "two")).unwrap();
+        let live = apply(r(live.clone(), &c, "two")).unwrap();
         assert_eq!(live["metadata"]["finalizers"], json!(["a.dev/one"]));
     }
 }

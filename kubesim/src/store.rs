@@ -49,7 +49,9 @@ pub struct StoreEvent {
 pub const DEFAULT_HISTORY: usize = 20_000;
 const BROADCAST_CAPACITY: usize = 65_536;
 
-type Namespaced = BTreeMap<String, BTreeMap<String, Value>>;
+/// Objects are shared, not copied: a read, a watch event and the simulated controllers
+/// all hold the same allocation (copies of stored JSON were most of kubesim's CPU).
+type Namespaced = BTreeMap<String, BTreeMap<String, Arc<Value>>>;
 
 pub struct Store {
     rv: u64,
@@ -92,6 +94,11 @@ impl Store {
     }
 
     pub fn get(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<&Value> {
+        self.get_shared(gr, ns, name).map(|o| &**o)
+    }
+
+    /// The stored object itself (a reference count, not a copy).
+    pub fn get_shared(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<&Arc<Value>> {
         self.objects.get(gr)?.get(ns)?.get(name)
     }
 
@@ -106,14 +113,13 @@ impl Store {
         };
         match ns {
             Some(ns) => match by_ns.get(ns) {
-                Some(m) => Box::new(m.iter().map(move |(n, v)| (ns, n.as_str(), v))),
+                Some(m) => Box::new(m.iter().map(move |(n, v)| (ns, n.as_str(), &**v))),
                 None => Box::new(std::iter::empty()),
             },
-            None => Box::new(
-                by_ns
-                    .iter()
-                    .flat_map(|(ns, m)| m.iter().map(move |(n, v)| (ns.as_str(), n.as_str(), v))),
-            ),
+            None => Box::new(by_ns.iter().flat_map(|(ns, m)| {
+                m.iter()
+                    .map(move |(n, v)| (ns.as_str(), n.as_str(), &**v))
+            })),
         }
     }
 
@@ -132,14 +138,14 @@ impl Store {
         let Some(by_ns) = self.objects.get(gr) else {
             return Box::new(std::iter::empty());
         };
-        let names_after = move |ns: &'a str, m: &'a BTreeMap<String, Value>| {
+        let names_after = move |ns: &'a str, m: &'a BTreeMap<String, Arc<Value>>| {
             let start = if ns == after_ns {
                 Excluded(after_name.to_string())
             } else {
                 Unbounded
             };
             m.range((start, Unbounded))
-                .map(move |(n, v)| (ns, n.as_str(), v))
+                .map(move |(n, v)| (ns, n.as_str(), &**v))
         };
         match ns {
             Some(ns) => match by_ns.get(ns) {
@@ -170,10 +176,12 @@ impl Store {
     }
 
     /// Stores `obj` under a fresh resourceVersion and emits an ADDED or MODIFIED event.
-    pub fn put(&mut self, key: ObjKey, mut obj: Value) -> Value {
+    /// The store, the event and the caller share the one stored object.
+    pub fn put(&mut self, key: ObjKey, mut obj: Value) -> Arc<Value> {
         self.rv += 1;
         let rv = self.rv;
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let obj = Arc::new(obj);
         let slot = self
             .objects
             .entry(key.gr.clone())
@@ -194,28 +202,31 @@ impl Store {
             rv,
             kind,
             key,
-            object: Arc::new(obj.clone()),
-            old: old.map(Arc::new),
+            object: obj.clone(),
+            old,
         });
         obj
     }
 
     /// Removes an object and emits DELETED carrying the deletion's resourceVersion.
-    pub fn remove(&mut self, key: &ObjKey) -> Option<Value> {
+    pub fn remove(&mut self, key: &ObjKey) -> Option<Arc<Value>> {
         let by_ns = self.objects.get_mut(&key.gr)?;
         let m = by_ns.get_mut(&key.namespace)?;
-        let mut obj = m.remove(&key.name)?;
+        let obj = m.remove(&key.name)?;
         if m.is_empty() {
             by_ns.remove(&key.namespace);
         }
         self.unindex_owners(key, &obj);
         self.rv += 1;
+        // Watch history may share the object: the DELETED copy is a new value.
+        let mut obj = Arc::unwrap_or_clone(obj);
         obj["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
+        let obj = Arc::new(obj);
         self.emit(StoreEvent {
             rv: self.rv,
             kind: EventType::Deleted,
             key: key.clone(),
-            object: Arc::new(obj.clone()),
+            object: obj.clone(),
             old: None,
         });
         Some(obj)

@@ -23,7 +23,7 @@ impl Cluster {
     ) -> ApiResult<Value> {
         let mut st = self.lock();
         let k = key(def, ns, name);
-        let Some(obj) = st.get(&k.gr, &k.namespace, name).cloned() else {
+        let Some(obj) = st.get_shared(&k.gr, &k.namespace, name).cloned() else {
             return Err(ApiError::not_found(&def.group, &def.plural, name));
         };
         if let Some(rv) = &opts.precondition_rv
@@ -63,7 +63,7 @@ impl Cluster {
             if obj.pointer("/metadata/deletionTimestamp").is_some() {
                 return Ok(convert::from_storage(def, version, &obj));
             }
-            let mut marked = obj;
+            let mut marked = Value::clone(&obj);
             marked["metadata"]["deletionTimestamp"] = json!(meta::now());
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             let stored = st.put(k, marked);
@@ -82,7 +82,7 @@ impl Cluster {
         def: &ResourceDef,
         k: &ObjKey,
         propagation: Propagation,
-    ) -> Option<Value> {
+    ) -> Option<Arc<Value>> {
         let uid = st
             .get(&k.gr, &k.namespace, &k.name)
             .map(|o| meta::uid(o).to_string())?;
@@ -107,14 +107,14 @@ impl Cluster {
 
     fn collect_dependents(&self, st: &mut Store, owner_uid: &str, propagation: Propagation) {
         for dep in st.dependents(owner_uid) {
-            let Some(obj) = st.get(&dep.gr, &dep.namespace, &dep.name).cloned() else {
+            let Some(obj) = st.get_shared(&dep.gr, &dep.namespace, &dep.name).cloned() else {
                 continue;
             };
             let Some(ddef) = st.registry.get(&dep.gr) else {
                 continue;
             };
             if propagation == Propagation::Orphan {
-                let mut o = obj;
+                let mut o = Value::clone(&obj);
                 if let Some(refs) = o
                     .pointer_mut("/metadata/ownerReferences")
                     .and_then(Value::as_array_mut)
@@ -141,7 +141,7 @@ impl Cluster {
                 .is_some_and(|f| !f.is_empty());
             if has_finalizers {
                 if obj.pointer("/metadata/deletionTimestamp").is_none() {
-                    let mut o = obj;
+                    let mut o = Value::clone(&obj);
                     o["metadata"]["deletionTimestamp"] = json!(meta::now());
                     st.put(dep, o);
                 }

@@ -2,9 +2,14 @@
 //! (subresource carving, immutable metadata, defaults, validation, generation,
 //! managedFields, finalizer completion).
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
-use super::{Cluster, Propagation, Sub, WriteOpts, content, key, list_keys, spec_part};
+use super::{
+    Cluster, Propagation, Sub, WriteOpts, key, list_keys, same_content, same_top_level_except,
+    spec_changed,
+};
 use crate::apply::{self, ApplyRequest, Scope};
 use crate::convert;
 use crate::defaults;
@@ -177,7 +182,7 @@ impl Cluster {
             // status and metadata as it was: a status write re-checks nothing of the spec.
             if causes.is_empty()
                 && self.evaluates_cel()
-                && !old.is_some_and(|old| same_outside_status_and_metadata(old, obj))
+                && !old.is_some_and(|old| same_top_level_except(old, obj, &["status", "metadata"]))
                 && let Some(compiled) = crd_version.and_then(|v| v.cel.as_ref())
             {
                 causes.extend(crate::cel::causes(compiled, obj, old));
@@ -249,7 +254,7 @@ impl Cluster {
         }
         let mut st = self.lock();
         let k = key(def, ns, name);
-        let Some(old) = st.get(&k.gr, &k.namespace, name).cloned() else {
+        let Some(old) = st.get_shared(&k.gr, &k.namespace, name).cloned() else {
             if sub == Sub::Main {
                 // PUT on a missing object creates it, as for most built-in kinds.
                 let mut body = body;
@@ -278,7 +283,7 @@ impl Cluster {
     ) -> ApiResult<Value> {
         let mut st = self.lock();
         let k = key(def, ns, name);
-        let old = st.get(&k.gr, &k.namespace, name).cloned();
+        let old = st.get_shared(&k.gr, &k.namespace, name).cloned();
         if kind == PatchType::Apply {
             return self.apply_locked(&mut st, def, version, ns, name, k, old, body, sub, opts);
         }
@@ -316,7 +321,7 @@ impl Cluster {
         ns: &str,
         name: &str,
         k: ObjKey,
-        old: Option<Value>,
+        old: Option<Arc<Value>>,
         body: &[u8],
         sub: Sub,
         opts: &WriteOpts,
@@ -377,7 +382,7 @@ impl Cluster {
             let empty =
                 json!({"apiVersion": api_version, "kind": def.kind, "metadata": {"name": name}});
             let merged = apply::apply(ApplyRequest {
-                live: &empty,
+                live: empty,
                 config: &config,
                 manager: &opts.manager,
                 api_version: &api_version,
@@ -392,7 +397,7 @@ impl Cluster {
         };
         let live = convert::from_storage(def, version, &old);
         let merged = apply::apply(ApplyRequest {
-            live: &live,
+            live,
             config: &config,
             manager: &opts.manager,
             api_version: &api_version,
@@ -434,15 +439,8 @@ impl Cluster {
             new["metadata"] = json!({});
         }
         match sub {
-            Sub::Status => {
-                // Status writes change only status.
-                let mut carved = old.clone();
-                carved["status"] = new.get("status").cloned().unwrap_or(Value::Null);
-                if let Some(mf) = new.pointer("/metadata/managedFields") {
-                    carved["metadata"]["managedFields"] = mf.clone();
-                }
-                new = carved;
-            }
+            // Status writes change only status (and managedFields).
+            Sub::Status => keep_only_status_changes(&mut new, old),
             Sub::Main if def.status => match old.get("status") {
                 Some(s) => new["status"] = s.clone(),
                 None => {
@@ -473,7 +471,7 @@ impl Cluster {
         }
         defaults::apply(def, &mut new, Some(old), &self.ips);
         self.validate(def, version, &mut new, Some(old), opts.strict)?;
-        if spec_part(&new) != spec_part(old) {
+        if spec_changed(&new, old) {
             let g = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -503,7 +501,7 @@ impl Cluster {
                 list_keys(def, version),
             );
         }
-        if content(&new) == content(old) {
+        if same_content(&new, old) {
             // A no-op write changes nothing: no new resourceVersion, no watch event.
             return Ok(convert::from_storage(def, version, old));
         }
@@ -517,7 +515,11 @@ impl Cluster {
                 .is_none_or(Vec::is_empty);
         if finalizing {
             let removed = self.remove_locked(st, def, &k, Propagation::Background);
-            return Ok(convert::from_storage(def, version, &removed.unwrap_or(new)));
+            return Ok(convert::from_storage(
+                def,
+                version,
+                removed.as_deref().unwrap_or(&new),
+            ));
         }
         let stored = st.put(k, new);
         self.after_write(st, def, &stored);
@@ -531,17 +533,43 @@ impl Cluster {
     }
 }
 
-/// True when two versions of an object differ at most in `status` and `metadata`.
-fn same_outside_status_and_metadata(old: &Value, new: &Value) -> bool {
-    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
-        return false;
+/// Puts back every field of `old` but `status` and `metadata.managedFields` into `new`
+/// (managedFields too when `new` has none),
+/// copying only what differs: `new` usually carries the same spec already, and cloning
+/// a whole object per status write was a large share of kubesim's CPU.
+fn keep_only_status_changes(new: &mut Value, old: &Value) {
+    let (Some(n), Some(o)) = (new.as_object_mut(), old.as_object()) else {
+        return;
     };
-    let relevant = |k: &String| k != "status" && k != "metadata";
-    old.keys().filter(|k| relevant(k)).count() == new.keys().filter(|k| relevant(k)).count()
-        && new
-            .iter()
-            .filter(|(k, _)| relevant(k))
-            .all(|(k, v)| old.get(k) == Some(v))
+    if !n.contains_key("status") {
+        n.insert("status".into(), Value::Null);
+    }
+    n.retain(|k, _| k == "status" || o.contains_key(k));
+    for (k, ov) in o {
+        match k.as_str() {
+            "status" => {}
+            "metadata" => {
+                let managed = n
+                    .get_mut("metadata")
+                    .and_then(|m| m.get_mut("managedFields"))
+                    .map(Value::take);
+                let nm = n.entry("metadata").or_insert(Value::Null);
+                if !same_top_level_except(nm, ov, &["managedFields"]) {
+                    *nm = ov.clone();
+                }
+                // A write without managedFields keeps the stored ones.
+                let managed = managed.or_else(|| ov.get("managedFields").cloned());
+                if let (Some(m), Some(mf)) = (nm.as_object_mut(), managed) {
+                    m.insert("managedFields".into(), mf);
+                }
+            }
+            _ => {
+                if n.get(k) != Some(ov) {
+                    n.insert(k.clone(), ov.clone());
+                }
+            }
+        }
+    }
 }
 
 /// Optimistic concurrency: a write naming a resourceVersion must name the stored one.

@@ -106,27 +106,27 @@ impl Sim {
         let opts = WriteOpts::manager(MANAGER);
         let new_rs = match existing {
             Some(r) => {
-                let mut next = r.clone();
+                let mut next = Value::clone(r);
                 next["spec"]["replicas"] = json!(desired);
                 // A reused ReplicaSet becomes the newest revision again.
                 let newest = revision(r)
                     > owned
                         .iter()
                         .filter(|o| meta::name(o) != new_name)
-                        .map(revision)
+                        .map(|r| revision(r))
                         .max()
                         .unwrap_or(0);
                 if !newest {
-                    let max = owned.iter().map(revision).max().unwrap_or(0);
+                    let max = owned.iter().map(|r| revision(r)).max().unwrap_or(0);
                     next["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
                         json!((max + 1).to_string());
                 }
-                if next != *r {
+                if next != **r {
                     let _ =
                         self.cluster
                             .update(&self.rs, "v1", ns, &new_name, next, Sub::Main, &opts);
                 }
-                r.clone()
+                Value::clone(r)
             }
             None => {
                 let mut tmpl = template.clone();
@@ -137,7 +137,7 @@ impl Sim {
                     .unwrap_or_else(|| json!({}));
                 selector["matchLabels"]["pod-template-hash"] = json!(hash);
                 // Revisions count up across the Deployment's ReplicaSets (rollout history).
-                let revision = owned.iter().map(revision).max().unwrap_or(0) + 1;
+                let revision = owned.iter().map(|r| revision(r)).max().unwrap_or(0) + 1;
                 let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
                     "metadata": {"name": new_name, "namespace": ns, "labels": tmpl["metadata"]["labels"].clone(),
                         "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
@@ -165,7 +165,11 @@ impl Sim {
         };
         let recreate = d.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate");
         let new_available = int(&new_rs, "/status/availableReplicas") >= desired;
-        let old: Vec<&Value> = owned.iter().filter(|r| meta::name(r) != new_name).collect();
+        let old: Vec<&Value> = owned
+            .iter()
+            .map(|r| &**r)
+            .filter(|r| meta::name(r) != new_name)
+            .collect();
         for r in &old {
             if (recreate || new_available) && int(r, "/spec/replicas") != 0 {
                 let mut next = (*r).clone();

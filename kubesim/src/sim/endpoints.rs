@@ -176,12 +176,12 @@ impl Sim {
                     .create(def, &def.versions[0], ns, desired, &opts);
             }
             Some(cur) => {
-                let mut next = cur.clone();
+                let mut next = Value::clone(&cur);
                 for f in fields {
                     next[*f] = desired[*f].clone();
                 }
                 next["metadata"]["labels"] = desired["metadata"]["labels"].clone();
-                if next != cur {
+                if next != *cur {
                     let _ = self.cluster.update(
                         def,
                         &def.versions[0],

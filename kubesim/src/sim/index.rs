@@ -1,6 +1,5 @@
-//! In-memory label indexes for the Service ↔ Pod matching, so that a pod event does
-//! not scan every Service in its namespace and an Endpoints reconcile does not scan
-//! every pod. Fed by the same store events that drive the controllers.
+//! In-memory label index of pods, so that an Endpoints reconcile does not scan every
+//! pod of its namespace. Fed by the same store events that drive the controllers.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -54,17 +53,6 @@ impl LabelIndex {
         }
     }
 
-    /// Names indexed under any of `labels`' pairs (candidates; callers verify).
-    pub fn any_of(&self, ns: &str, labels: Option<&Map<String, Value>>) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        for p in pairs(labels) {
-            if let Some(set) = self.by_pair.get(&(ns.to_string(), p)) {
-                out.extend(set.iter().cloned());
-            }
-        }
-        out
-    }
-
     /// Names carrying every pair of `selector` (exact for equality selectors).
     pub fn all_of(&self, ns: &str, selector: &Map<String, Value>) -> BTreeSet<String> {
         let mut sets: Vec<&BTreeSet<String>> = Vec::new();
@@ -108,13 +96,15 @@ mod tests {
             idx.all_of("ns", &sel).into_iter().collect::<Vec<_>>(),
             vec!["a"]
         );
-        assert_eq!(idx.any_of("ns", Some(&sel)).len(), 2);
         idx.set("ns", "a", Some(&l(json!({"app": "api"}))));
         assert!(idx.all_of("ns", &sel).is_empty());
-        idx.remove("ns", "b");
-        assert!(
-            idx.any_of("ns", Some(&l(json!({"color": "green"}))))
-                .is_empty()
+        assert_eq!(
+            idx.all_of("ns", &l(json!({"app": "web"})))
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec!["b"]
         );
+        idx.remove("ns", "b");
+        assert!(idx.all_of("ns", &l(json!({"color": "green"}))).is_empty());
     }
 }

@@ -45,6 +45,7 @@ impl Sim {
         let failed = pods.iter().filter(|p| phase(p) == "Failed").count() as i64;
         let active: Vec<&Value> = pods
             .iter()
+            .map(|p| &**p)
             .filter(|p| {
                 !matches!(phase(p).as_str(), "Succeeded" | "Failed")
                     && p.pointer("/metadata/deletionTimestamp").is_none()

@@ -9,6 +9,7 @@ mod index;
 mod job;
 mod pod;
 mod replicaset;
+mod selectors;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::meta;
 use crate::registry::{GroupResource, ResourceDef};
 use crate::store::{EventType, StoreEvent};
 use index::LabelIndex;
+use selectors::SelectorIndex;
 
 /// Work items for the loop.
 #[derive(Debug, Clone)]
@@ -67,9 +69,9 @@ fn gr(group: &str, resource: &str) -> GroupResource {
 
 struct Sim {
     cluster: Arc<Cluster>,
-    /// Pods by label pair, Services by selector pair (see `index.rs`).
+    /// Pods by label pair (see `index.rs`), Services by selector (see `selectors.rs`).
     pod_labels: RefCell<LabelIndex>,
-    service_selectors: RefCell<LabelIndex>,
+    service_selectors: RefCell<SelectorIndex>,
     tx: mpsc::UnboundedSender<Work>,
     pods: Arc<ResourceDef>,
     rs: Arc<ResourceDef>,
@@ -218,31 +220,24 @@ impl Sim {
         }
     }
 
-    /// A pod changed: its controller and the Services selecting it must look again.
+    /// A pod changed: its controller and the Services selecting it (before or now) must
+    /// look again.
     fn pod_changed(&self, pod: &Value, old: Option<&Value>) {
-        let ns = meta::namespace(pod).to_string();
+        let ns = meta::namespace(pod);
         self.owner_changed(pod);
-        let (now, before) = (labels(pod), old.and_then(labels));
-        let mut candidates = self.service_selectors.borrow().any_of(&ns, now);
-        candidates.extend(self.service_selectors.borrow().any_of(&ns, before));
-        for name in candidates {
-            // Candidates share at least one label pair with the pod (often a common one,
-            // such as a color): check each selector in place rather than copying every
-            // Service of the namespace on every pod event.
-            let selects = self
-                .cluster
-                .read_stored(&self.services.storage, &ns, &name, |svc| {
-                    selector(svc).is_some_and(|sel| {
-                        let sel = crate::selector::LabelSelector::from_map(sel);
-                        !sel.is_empty() && (sel.matches_labels(now) || sel.matches_labels(before))
-                    })
-                });
-            if selects == Some(true) {
-                self.handle(Work::Service {
-                    ns: ns.clone(),
-                    name,
-                });
+        let services = {
+            let index = self.service_selectors.borrow();
+            let mut names = labels(pod).map_or_else(Default::default, |l| index.selecting(ns, l));
+            if let Some(before) = old.and_then(labels) {
+                names.extend(index.selecting(ns, before));
             }
+            names
+        };
+        for name in services {
+            self.handle(Work::Service {
+                ns: ns.to_string(),
+                name,
+            });
         }
     }
 
@@ -309,7 +304,7 @@ impl Sim {
             let Some(cur) = self.cluster.get_stored(&def.storage, ns, name) else {
                 return;
             };
-            let mut next = cur.clone();
+            let mut next = Value::clone(&cur);
             f(&mut next);
             if next.get("status") == cur.get("status") {
                 return;

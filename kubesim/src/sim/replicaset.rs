@@ -1,6 +1,7 @@
 //! ReplicaSet controller: keeps `spec.replicas` pods from the template and reports
 //! replicas, fullyLabeled, ready and available (honouring minReadySeconds).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -22,7 +23,7 @@ impl Sim {
             return;
         }
         let uid = meta::uid(&rs).to_string();
-        let mut pods: Vec<Value> = self
+        let mut pods: Vec<Arc<Value>> = self
             .cluster
             .dependents(&uid, &gr("", "pods"))
             .into_iter()
@@ -42,7 +43,7 @@ impl Sim {
         if pods.len() < desired {
             for _ in pods.len()..desired {
                 if let Some(p) = self.create_rs_pod(&rs) {
-                    pods.push(p);
+                    pods.push(Arc::new(p));
                 }
             }
         } else if pods.len() > desired {
@@ -58,7 +59,7 @@ impl Sim {
                     t(b).cmp(&t(a))
                 })
             });
-            let extra: Vec<Value> = pods.drain(..pods.len() - desired).collect();
+            let extra: Vec<Arc<Value>> = pods.drain(..pods.len() - desired).collect();
             for p in extra {
                 self.delete_quietly(&self.pods, ns, meta::name(&p));
             }
