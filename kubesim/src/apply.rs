@@ -637,12 +637,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
 mod tests {
     use super::*;
 
-    fn req<'a>(
-        live: Value,
-        config: &'a Value,
-        manager: &'a str,
-        force: bool,
-    ) -> ApplyRequest<'a> {
+    fn req<'a>(live: Value, config: &'a Value, manager: &'a str, force: bool) -> ApplyRequest<'a> {
         ApplyRequest {
             live,
             config,

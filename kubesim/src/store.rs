@@ -116,10 +116,11 @@ impl Store {
                 Some(m) => Box::new(m.iter().map(move |(n, v)| (ns, n.as_str(), &**v))),
                 None => Box::new(std::iter::empty()),
             },
-            None => Box::new(by_ns.iter().flat_map(|(ns, m)| {
-                m.iter()
-                    .map(move |(n, v)| (ns.as_str(), n.as_str(), &**v))
-            })),
+            None => {
+                Box::new(by_ns.iter().flat_map(|(ns, m)| {
+                    m.iter().map(move |(n, v)| (ns.as_str(), n.as_str(), &**v))
+                }))
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -77,13 +78,13 @@ impl Lab {
     }
 
     /// A stored object, read without an API request.
-    pub fn stored(&self, group: &str, resource: &str, ns: &str, name: &str) -> Option<Value> {
+    pub fn stored(&self, group: &str, resource: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
         self.server
             .cluster()
             .get_stored(&GroupResource::new(group, resource), ns, name)
     }
 
-    pub fn release(&self, ns: &str, name: &str) -> Option<Value> {
+    pub fn release(&self, ns: &str, name: &str) -> Option<Arc<Value>> {
         self.server.cluster().get_stored(&releases_gr(), ns, name)
     }
 

@@ -32,11 +32,11 @@ pub struct Template {
     revision: String,
     spec: Value,
     status: Value,
-    replica_sets: Vec<Value>,
-    services: Vec<Value>,
+    replica_sets: Vec<Arc<Value>>,
+    services: Vec<Arc<Value>>,
 }
 
-fn owned_by(lab: &Lab, group: &str, resource: &str, ns: &str, release: &str) -> Vec<Value> {
+fn owned_by(lab: &Lab, group: &str, resource: &str, ns: &str, release: &str) -> Vec<Arc<Value>> {
     lab.server
         .cluster()
         .scan(&GroupResource::new(group, resource), Some(ns), |o| {

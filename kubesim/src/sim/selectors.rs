@@ -60,8 +60,10 @@ impl SelectorIndex {
             .entry((ns.to_string(), anchor.clone()))
             .or_default()
             .insert(name.to_string());
-        self.services
-            .insert((ns.to_string(), name.to_string()), Filed { selector, anchor });
+        self.services.insert(
+            (ns.to_string(), name.to_string()),
+            Filed { selector, anchor },
+        );
     }
 
     pub fn remove(&mut self, ns: &str, name: &str) {
@@ -147,7 +149,10 @@ mod tests {
         assert_eq!(names(idx.selecting("ns", &pod)), vec!["web", "web-blue"]);
         let green = map(json!({"app": "web", "color": "green"}));
         assert_eq!(names(idx.selecting("ns", &green)), vec!["web"]);
-        assert!(idx.selecting("ns", &map(json!({"color": "blue"}))).is_empty());
+        assert!(
+            idx.selecting("ns", &map(json!({"color": "blue"})))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -165,7 +170,10 @@ mod tests {
             .filed
             .get(&("ns".to_string(), ("color".into(), "blue".into())))
             .map_or(0, BTreeSet::len);
-        assert!(under_color <= 1, "{under_color} Services filed under color=blue");
+        assert!(
+            under_color <= 1,
+            "{under_color} Services filed under color=blue"
+        );
         let pod = map(json!({"app": "app-7", "color": "blue"}));
         assert_eq!(names(idx.selecting("ns", &pod)), vec!["svc-7"]);
     }
