@@ -7,11 +7,17 @@ use serde_json::{Map, Value};
 use crate::error::Cause;
 
 /// Defaults, prunes and validates `obj` in place; returns the causes of any violation.
-pub fn apply(obj: &mut Value, schema: &Value) -> Outcome {
+/// On an update (`old` given), a top-level field the update leaves as it was is not
+/// validated again: the apiserver's validation ratcheting (on by default since 1.30)
+/// does the same at every depth. It also keeps a status write from re-walking the spec.
+pub fn apply(obj: &mut Value, schema: &Value, old: Option<&Value>) -> Outcome {
     let mut pruned = Vec::new();
     default_and_prune(obj, schema, true, "", &mut pruned);
     let mut causes = Vec::new();
-    validate(obj, schema, "", true, &mut causes);
+    match (obj.as_object(), old.and_then(Value::as_object)) {
+        (Some(map), Some(old)) => validate_object(map, schema, "", true, Some(old), &mut causes),
+        _ => validate(obj, schema, "", true, &mut causes),
+    }
     Outcome { causes, pruned }
 }
 
@@ -215,7 +221,7 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
                 }
             }
         }
-        Value::Object(map) => validate_object(map, s, path, root, out),
+        Value::Object(map) => validate_object(map, s, path, root, None, out),
         _ => {}
     }
 }
@@ -242,11 +248,26 @@ fn validate_string(v: &Value, st: &str, s: &Value, path: &str, out: &mut Vec<Cau
         );
     }
     if let Some(p) = s.get("pattern").and_then(Value::as_str)
-        && let Ok(re) = regex::Regex::new(p)
+        && let Some(re) = compiled(p)
         && !re.is_match(st)
     {
         invalid(out, path, v, format!("{path} in body should match '{p}'"));
     }
+}
+
+/// A schema `pattern`, compiled once per process: patterns come from CRD schemas (few and
+/// fixed), and compiling one on every validated string showed in profiles. `None` for a
+/// pattern the regex crate does not accept (it is not enforced, as before).
+fn compiled(pattern: &str) -> Option<regex::Regex> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
+        LazyLock::new(Mutex::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(pattern.to_string())
+        .or_insert_with(|| regex::Regex::new(pattern).ok())
+        .clone()
 }
 
 /// Bounds print as the schema wrote them: `0`, not `0.0`.
@@ -315,6 +336,7 @@ fn validate_object(
     s: &Value,
     path: &str,
     root: bool,
+    unchanged_from: Option<&Map<String, Value>>,
     out: &mut Vec<Cause>,
 ) {
     for req in s
@@ -339,6 +361,9 @@ fn validate_object(
     for (k, cv) in map {
         // ObjectMeta is validated by the apiserver's own rules, not the schema.
         if embedded && is_meta_field(k) {
+            continue;
+        }
+        if unchanged_from.is_some_and(|old| old.get(k) == Some(cv)) {
             continue;
         }
         if let Some(ps) = props.and_then(|p| p.get(k)) {
@@ -369,7 +394,7 @@ mod tests {
     fn defaults_prunes_and_reports() {
         let mut obj = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"},
             "spec": {"name": "abc", "junk": 1, "free": {"any": {"thing": 1}}}});
-        let outcome = apply(&mut obj, &schema());
+        let outcome = apply(&mut obj, &schema(), None);
         assert!(outcome.causes.is_empty());
         assert_eq!(outcome.pruned, vec!["spec.junk".to_string()]);
         assert_eq!(obj["spec"]["replicas"], 1);
@@ -377,7 +402,7 @@ mod tests {
         assert_eq!(obj["spec"]["free"]["any"]["thing"], 1);
 
         let mut bad = json!({"spec": {"replicas": -1, "mode": "X", "name": "toolong"}});
-        let causes = apply(&mut bad, &schema()).causes;
+        let causes = apply(&mut bad, &schema(), None).causes;
         let msgs: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
@@ -393,7 +418,7 @@ mod tests {
             "{msgs:?}"
         );
         let mut missing = json!({"spec": {}});
-        let causes = apply(&mut missing, &schema()).causes;
+        let causes = apply(&mut missing, &schema(), None).causes;
         assert_eq!(causes[0].field, "spec.name");
         assert_eq!(causes[0].message, "Required value");
     }

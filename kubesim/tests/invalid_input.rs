@@ -187,3 +187,60 @@ async fn invalid_custom_resource_reports_field_causes() {
         "{status}"
     );
 }
+
+/// Validation ratcheting (coarse): once a CRD's schema tightens, objects stored under the
+/// old schema still take status and metadata writes; a change to the field that no longer
+/// validates is refused.
+#[tokio::test]
+async fn unchanged_fields_are_not_revalidated_after_a_schema_tightens() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    let server = kubesim::Server::start().await.unwrap();
+    let widgets = widget_api(&server, "default").await;
+    let w: kube::core::DynamicObject =
+        serde_json::from_value(common::widget("w", "123456")).unwrap();
+    widgets.create(&PostParams::default(), &w).await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(common::client(&server));
+    let tighten = json!([{"op": "replace",
+        "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/version/maxLength",
+        "value": 3}]);
+    crds.patch(
+        "widgets.test.kubesim.dev",
+        &PatchParams::default(),
+        &Patch::Json::<()>(serde_json::from_value(tighten).unwrap()),
+    )
+    .await
+    .unwrap();
+    let merge = |v: Value| Patch::Merge(v);
+    widgets
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &merge(json!({"status": {"phase": "Stable"}})),
+        )
+        .await
+        .expect("a status write does not re-validate the unchanged spec");
+    widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &merge(json!({"metadata": {"labels": {"team": "a"}}})),
+        )
+        .await
+        .expect("a label write does not re-validate the unchanged spec");
+    let err = widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &merge(json!({"spec": {"version": "1234567"}})),
+        )
+        .await
+        .expect_err("a changed spec is validated against the tightened schema");
+    match err {
+        kube::Error::Api(s) => assert_eq!(s.code, 422, "{s:?}"),
+        other => panic!("expected 422 Invalid, got {other}"),
+    }
+    let stored = widgets.get("w").await.unwrap();
+    assert_eq!(stored.data["spec"]["version"], "123456");
+    assert_eq!(stored.data["status"]["phase"], "Stable");
+}

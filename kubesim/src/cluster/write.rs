@@ -164,7 +164,7 @@ impl Cluster {
         let mut causes = Vec::new();
         let crd_version = def.crd.as_ref().and_then(|m| m.get(version));
         if let Some(schema) = crd_version.and_then(|v| v.schema.as_ref()) {
-            let outcome = schema::apply(obj, schema);
+            let outcome = schema::apply(obj, schema, old);
             if strict && !outcome.pruned.is_empty() {
                 let fields: Vec<String> = outcome
                     .pruned
