@@ -2,6 +2,8 @@
 //! Events need real conversion (they share storage with core v1 Events, so that
 //! `kubectl get events` shows what controllers record through either API).
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use crate::registry::ResourceDef;
@@ -56,6 +58,30 @@ pub fn to_storage(def: &ResourceDef, mut obj: Value) -> Value {
     obj["apiVersion"] = json!(def.api_version(&def.versions[0]));
     obj["kind"] = json!(def.kind);
     obj
+}
+
+/// Whether a stored object already has the shape `version` of `def` serves (true but
+/// for events.k8s.io Events and for another served version of a custom resource).
+pub fn is_served_shape(def: &ResourceDef, version: &str, obj: &Value) -> bool {
+    if is_events_v1(def) {
+        return false;
+    }
+    let api_version = obj.get("apiVersion").and_then(Value::as_str);
+    let matches_version = match api_version.and_then(|a| a.rsplit_once('/')) {
+        Some((group, v)) => group == def.group && v == version,
+        None => def.group.is_empty() && api_version == Some(version),
+    };
+    matches_version && obj.get("kind").and_then(Value::as_str) == Some(def.kind.as_str())
+}
+
+/// The stored object as `version` of `def` serves it: the stored allocation itself when
+/// its shape already is that version's (the usual case), a converted copy otherwise.
+pub fn serve(def: &ResourceDef, version: &str, stored: &Arc<Value>) -> Arc<Value> {
+    if is_served_shape(def, version, stored) {
+        stored.clone()
+    } else {
+        Arc::new(from_storage(def, version, stored))
+    }
 }
 
 /// Stored shape -> the shape of `version` of `def`.

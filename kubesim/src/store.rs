@@ -2,7 +2,7 @@
 //! a bounded event history for watch resumption and a broadcast channel for fan-out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -43,6 +43,33 @@ pub struct StoreEvent {
     pub key: ObjKey,
     pub object: Arc<Value>,
     pub old: Option<Arc<Value>>,
+    /// `object` as JSON, written by the first watcher that sends it as stored: every
+    /// other watcher of the resource sends the same text instead of serializing again.
+    json: OnceLock<String>,
+}
+
+impl StoreEvent {
+    fn new(
+        rv: u64,
+        kind: EventType,
+        key: ObjKey,
+        object: Arc<Value>,
+        old: Option<Arc<Value>>,
+    ) -> Self {
+        StoreEvent {
+            rv,
+            kind,
+            key,
+            object,
+            old,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The object as JSON text, serialized once for all watchers.
+    pub fn object_json(&self) -> &str {
+        self.json.get_or_init(|| self.object.to_string())
+    }
 }
 
 /// Default number of events kept for watch resumption.
@@ -107,20 +134,20 @@ impl Store {
         &'a self,
         gr: &GroupResource,
         ns: Option<&'a str>,
-    ) -> Box<dyn Iterator<Item = (&'a str, &'a str, &'a Value)> + 'a> {
+    ) -> Box<dyn Iterator<Item = (&'a str, &'a str, &'a Arc<Value>)> + 'a> {
         let Some(by_ns) = self.objects.get(gr) else {
             return Box::new(std::iter::empty());
         };
         match ns {
             Some(ns) => match by_ns.get(ns) {
-                Some(m) => Box::new(m.iter().map(move |(n, v)| (ns, n.as_str(), &**v))),
+                Some(m) => Box::new(m.iter().map(move |(n, v)| (ns, n.as_str(), v))),
                 None => Box::new(std::iter::empty()),
             },
-            None => {
-                Box::new(by_ns.iter().flat_map(|(ns, m)| {
-                    m.iter().map(move |(n, v)| (ns.as_str(), n.as_str(), &**v))
-                }))
-            }
+            None => Box::new(
+                by_ns
+                    .iter()
+                    .flat_map(|(ns, m)| m.iter().map(move |(n, v)| (ns.as_str(), n.as_str(), v))),
+            ),
         }
     }
 
@@ -131,7 +158,7 @@ impl Store {
         gr: &GroupResource,
         ns: Option<&'a str>,
         after: Option<(&'a str, &'a str)>,
-    ) -> Box<dyn Iterator<Item = (&'a str, &'a str, &'a Value)> + 'a> {
+    ) -> Box<dyn Iterator<Item = (&'a str, &'a str, &'a Arc<Value>)> + 'a> {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let Some((after_ns, after_name)) = after else {
             return self.iter(gr, ns);
@@ -146,7 +173,7 @@ impl Store {
                 Unbounded
             };
             m.range((start, Unbounded))
-                .map(move |(n, v)| (ns, n.as_str(), &**v))
+                .map(move |(n, v)| (ns, n.as_str(), v))
         };
         match ns {
             Some(ns) => match by_ns.get(ns) {
@@ -199,13 +226,7 @@ impl Store {
         } else {
             EventType::Added
         };
-        self.emit(StoreEvent {
-            rv,
-            kind,
-            key,
-            object: obj.clone(),
-            old,
-        });
+        self.emit(StoreEvent::new(rv, kind, key, obj.clone(), old));
         obj
     }
 
@@ -223,13 +244,13 @@ impl Store {
         let mut obj = Arc::unwrap_or_clone(obj);
         obj["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
         let obj = Arc::new(obj);
-        self.emit(StoreEvent {
-            rv: self.rv,
-            kind: EventType::Deleted,
-            key: key.clone(),
-            object: obj.clone(),
-            old: None,
-        });
+        self.emit(StoreEvent::new(
+            self.rv,
+            EventType::Deleted,
+            key.clone(),
+            obj.clone(),
+            None,
+        ));
         Some(obj)
     }
 

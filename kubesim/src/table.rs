@@ -492,10 +492,11 @@ fn row_object(obj: &Value, include: &str) -> Value {
 pub fn build(
     def: &ResourceDef,
     version: &str,
-    objects: &[Value],
+    objects: &[impl std::borrow::Borrow<Value>],
     include: &str,
     list_meta: Value,
 ) -> Value {
+    let objects: Vec<&Value> = objects.iter().map(std::borrow::Borrow::borrow).collect();
     // Events are the one built-in table without a leading Name column.
     let name_first = !(def.group.is_empty() && def.plural == "events");
     let mut defs = if name_first {

@@ -48,15 +48,21 @@ impl Filter {
         if !self.params.labels.matches(obj) {
             return false;
         }
-        self.params.fields.is_empty()
-            || self
-                .params
+        if self.params.fields.is_empty() {
+            return true;
+        }
+        // As in lists: only events.k8s.io Events change shape when served.
+        if self.def.storage == self.def.gr() {
+            self.params.fields.matches(obj)
+        } else {
+            self.params
                 .fields
                 .matches(&convert::from_storage(&self.def, &self.version, obj))
+        }
     }
 
     /// Maps a store event to what this watcher sees (label moves become ADDED/DELETED).
-    fn translate(&self, ev: &StoreEvent) -> Option<(EventType, Arc<Value>)> {
+    fn translate(&self, ev: &StoreEvent) -> Option<EventType> {
         if ev.key.gr != self.def.storage {
             return None;
         }
@@ -75,10 +81,21 @@ impl Filter {
             (k, _, true) => k,
             (_, _, false) => return None,
         };
-        Some((kind, ev.object.clone()))
+        Some(kind)
+    }
+
+    /// Whether this watcher sends objects exactly as stored (no conversion, no Table
+    /// rows, no metadata-only view), so that the shared JSON of an event can be sent.
+    fn sends_as_stored(&self, obj: &Value) -> bool {
+        self.params.table.is_none()
+            && !self.params.metadata_only
+            && convert::is_served_shape(&self.def, &self.version, obj)
     }
 
     fn line(&self, kind: &str, obj: &Value) -> String {
+        if self.sends_as_stored(obj) {
+            return event_line(kind, &obj.to_string());
+        }
         let served = convert::from_storage(&self.def, &self.version, obj);
         let object = match &self.params.table {
             Some(include) => {
@@ -102,6 +119,15 @@ impl Filter {
         s
     }
 
+    /// The line for a store event; the event's JSON is shared with other watchers.
+    fn event_line(&self, kind: EventType, ev: &StoreEvent) -> String {
+        if self.sends_as_stored(&ev.object) {
+            event_line(kind.as_str(), ev.object_json())
+        } else {
+            self.line(kind.as_str(), &ev.object)
+        }
+    }
+
     fn bookmark(&self, rv: u64, initial_end: bool) -> String {
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
@@ -113,6 +139,17 @@ impl Filter {
         s.push('\n');
         s
     }
+}
+
+/// `{"type":…,"object":…}` around an already serialized object.
+fn event_line(kind: &str, object_json: &str) -> String {
+    let mut s = String::with_capacity(object_json.len() + 32);
+    s.push_str(r#"{"type":""#);
+    s.push_str(kind);
+    s.push_str(r#"","object":"#);
+    s.push_str(object_json);
+    s.push_str("}\n");
+    s
 }
 
 fn expired_line(rv: &str, horizon: u64) -> String {
@@ -161,8 +198,7 @@ pub fn start(
                         initial.extend(
                             backlog
                                 .iter()
-                                .filter_map(|e| filter.translate(e))
-                                .map(|(k, o)| filter.line(k.as_str(), &o)),
+                                .filter_map(|e| Some(filter.event_line(filter.translate(e)?, e))),
                         );
                     }
                     None => {
@@ -220,8 +256,8 @@ pub fn start(
                             continue;
                         }
                         progress = ev.rv;
-                        if let Some((kind, obj)) = filter.translate(&ev)
-                            && tx.send(Ok(filter.line(kind.as_str(), &obj))).await.is_err()
+                        if let Some(kind) = filter.translate(&ev)
+                            && tx.send(Ok(filter.event_line(kind, &ev))).await.is_err()
                         {
                             return;
                         }

@@ -20,7 +20,7 @@ impl Cluster {
         ns: &str,
         name: &str,
         opts: &DeleteOpts,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         let mut st = self.lock();
         let k = key(def, ns, name);
         let Some(obj) = st.get_shared(&k.gr, &k.namespace, name).cloned() else {
@@ -53,7 +53,7 @@ impl Cluster {
             ));
         }
         if opts.dry_run {
-            return Ok(convert::from_storage(def, version, &obj));
+            return Ok(convert::serve(def, version, &obj));
         }
         let has_finalizers = obj
             .pointer("/metadata/finalizers")
@@ -61,18 +61,18 @@ impl Cluster {
             .is_some_and(|f| !f.is_empty());
         if has_finalizers {
             if obj.pointer("/metadata/deletionTimestamp").is_some() {
-                return Ok(convert::from_storage(def, version, &obj));
+                return Ok(convert::serve(def, version, &obj));
             }
             let mut marked = Value::clone(&obj);
             marked["metadata"]["deletionTimestamp"] = json!(meta::now());
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             let stored = st.put(k, marked);
-            return Ok(convert::from_storage(def, version, &stored));
+            return Ok(convert::serve(def, version, &stored));
         }
         let removed = self
             .remove_locked(&mut st, def, &k, opts.propagation)
             .unwrap_or(obj);
-        Ok(convert::from_storage(def, version, &removed))
+        Ok(convert::serve(def, version, &removed))
     }
 
     /// Removes an object and handles its dependents per the propagation policy.
@@ -201,7 +201,7 @@ impl Cluster {
         ns: Option<&str>,
         list: &ListOpts,
         opts: &DeleteOpts,
-    ) -> ApiResult<Vec<Value>> {
+    ) -> ApiResult<Vec<Arc<Value>>> {
         let items = self
             .list(
                 def,

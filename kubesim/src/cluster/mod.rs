@@ -69,7 +69,7 @@ pub struct ListOpts {
 }
 
 pub struct ListResult {
-    pub items: Vec<Value>,
+    pub items: Vec<Arc<Value>>,
     pub resource_version: u64,
     pub continue_token: Option<String>,
     pub remaining: Option<usize>,
@@ -187,11 +187,17 @@ impl Cluster {
 
     // ----- reads -------------------------------------------------------------------
 
-    pub fn get(&self, def: &ResourceDef, version: &str, ns: &str, name: &str) -> ApiResult<Value> {
+    pub fn get(
+        &self,
+        def: &ResourceDef,
+        version: &str,
+        ns: &str,
+        name: &str,
+    ) -> ApiResult<Arc<Value>> {
         let st = self.lock();
         let k = key(def, ns, name);
-        st.get(&k.gr, &k.namespace, name)
-            .map(|o| convert::from_storage(def, version, o))
+        st.get_shared(&k.gr, &k.namespace, name)
+            .map(|o| convert::serve(def, version, o))
             .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
     }
 
@@ -272,7 +278,7 @@ impl Cluster {
                 continue;
             }
             last = Some((ons.to_string(), oname.to_string()));
-            items.push(convert::from_storage(def, version, obj));
+            items.push(convert::serve(def, version, obj));
         }
         let continue_token = (remaining > 0).then(|| {
             let (a, b) = last.unwrap_or_default();

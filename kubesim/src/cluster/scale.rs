@@ -95,7 +95,7 @@ impl Cluster {
         {
             let mut st = self.lock();
             let k = key(def, ns, name);
-            let Some(old) = st.get(&k.gr, &k.namespace, name).cloned() else {
+            let Some(old) = st.get_shared(&k.gr, &k.namespace, name).cloned() else {
                 return Err(ApiError::not_found(&def.group, &def.plural, name));
             };
             let want_rv = new_scale
@@ -115,7 +115,7 @@ impl Cluster {
                     "the object has been modified; please apply your changes to the latest version and try again",
                 ));
             }
-            let mut new = old.clone();
+            let mut new = Value::clone(&old);
             jsonpath::set(&mut new, &paths.spec_replicas, json!(replicas));
             self.commit(&mut st, def, version, k, &old, new, Sub::Main, opts, true)?;
         }

@@ -28,7 +28,7 @@ impl Cluster {
         ns: &str,
         body: Value,
         opts: &WriteOpts,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         let mut st = self.lock();
         self.create_locked(&mut st, def, version, ns, body, opts, None)
     }
@@ -44,7 +44,7 @@ impl Cluster {
         body: Value,
         opts: &WriteOpts,
         managed: Option<Value>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         if !body.is_object() {
             return Err(ApiError::bad_request(
                 "the body of the request must be a JSON object",
@@ -144,11 +144,11 @@ impl Cluster {
             }
         }
         if opts.dry_run {
-            return Ok(convert::from_storage(def, version, &obj));
+            return Ok(Arc::new(convert::from_storage(def, version, &obj)));
         }
         let stored = st.put(k, obj);
         self.after_write(st, def, &stored);
-        Ok(convert::from_storage(def, version, &stored))
+        Ok(convert::serve(def, version, &stored))
     }
 
     /// Schema defaulting, pruning and validation, then CEL rules (with `oldSelf` from
@@ -237,7 +237,7 @@ impl Cluster {
         body: Value,
         sub: Sub,
         opts: &WriteOpts,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         if !body.is_object() {
             return Err(ApiError::bad_request(
                 "the body of the request must be a JSON object",
@@ -280,7 +280,7 @@ impl Cluster {
         body: &[u8],
         sub: Sub,
         opts: &WriteOpts,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         let mut st = self.lock();
         let k = key(def, ns, name);
         let old = st.get_shared(&k.gr, &k.namespace, name).cloned();
@@ -325,7 +325,7 @@ impl Cluster {
         body: &[u8],
         sub: Sub,
         opts: &WriteOpts,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         if opts.manager.is_empty() {
             return Err(ApiError::bad_request(
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
@@ -429,12 +429,12 @@ impl Cluster {
         def: &ResourceDef,
         version: &str,
         k: ObjKey,
-        old: &Value,
+        old: &Arc<Value>,
         mut new: Value,
         sub: Sub,
         opts: &WriteOpts,
         track: bool,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
         }
@@ -503,10 +503,10 @@ impl Cluster {
         }
         if same_content(&new, old) {
             // A no-op write changes nothing: no new resourceVersion, no watch event.
-            return Ok(convert::from_storage(def, version, old));
+            return Ok(convert::serve(def, version, old));
         }
         if opts.dry_run {
-            return Ok(convert::from_storage(def, version, &new));
+            return Ok(Arc::new(convert::from_storage(def, version, &new)));
         }
         let finalizing = new.pointer("/metadata/deletionTimestamp").is_some()
             && new
@@ -515,15 +515,14 @@ impl Cluster {
                 .is_none_or(Vec::is_empty);
         if finalizing {
             let removed = self.remove_locked(st, def, &k, Propagation::Background);
-            return Ok(convert::from_storage(
-                def,
-                version,
-                removed.as_deref().unwrap_or(&new),
-            ));
+            return Ok(match removed {
+                Some(removed) => convert::serve(def, version, &removed),
+                None => Arc::new(convert::from_storage(def, version, &new)),
+            });
         }
         let stored = st.put(k, new);
         self.after_write(st, def, &stored);
-        Ok(convert::from_storage(def, version, &stored))
+        Ok(convert::serve(def, version, &stored))
     }
 
     fn after_write(&self, st: &mut Store, def: &ResourceDef, stored: &Value) {

@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::response::{content_type, decode_object, error, json, read_body, text};
+use super::response::{ListBody, content_type, decode_object, error, json, read_body, text};
 use crate::audit::AuditEntry;
 use crate::cluster::{DeleteOpts, ListOpts, Propagation, Sub, WriteOpts};
 use crate::discovery;
@@ -461,7 +461,12 @@ impl Request {
                 )?;
                 Ok(json(
                     200,
-                    &json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(v), "metadata": {}, "items": items}),
+                    &ListBody {
+                        kind: format!("{}List", def.kind),
+                        api_version: def.api_version(v),
+                        metadata: json!({}),
+                        items: &items,
+                    },
                 ))
             }
             _ => Err(ApiError::method_not_allowed(format!(
@@ -567,7 +572,7 @@ impl Request {
             return Ok(json(200, &table::build(def, v, &res.items, &inc, meta)));
         }
         if self.partial() {
-            let items: Vec<Value> = res.items.iter().map(crate::meta::partial).collect();
+            let items: Vec<Value> = res.items.iter().map(|i| crate::meta::partial(i)).collect();
             return Ok(json(
                 200,
                 &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
@@ -575,7 +580,12 @@ impl Request {
         }
         Ok(json(
             200,
-            &json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(v), "metadata": meta, "items": res.items}),
+            &ListBody {
+                kind: format!("{}List", def.kind),
+                api_version: def.api_version(v),
+                metadata: meta,
+                items: &res.items,
+            },
         ))
     }
 

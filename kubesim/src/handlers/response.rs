@@ -3,6 +3,9 @@
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -10,14 +13,32 @@ use crate::error::ApiError;
 /// The apiserver's default request body limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
-pub fn json(code: u16, v: &Value) -> Response {
-    let mut r = Response::new(Body::from(v.to_string()));
+pub fn json(code: u16, v: &(impl Serialize + ?Sized)) -> Response {
+    let body = serde_json::to_string(v).unwrap_or_else(|e| {
+        // Values and the list shapes below always serialize; say so if one ever does not.
+        format!(
+            r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","message":{:?},"code":500}}"#,
+            e.to_string()
+        )
+    });
+    let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// A list body whose items are the stored objects themselves, serialized in place rather
+/// than copied into a new `Value` first.
+#[derive(Serialize)]
+pub struct ListBody<'a> {
+    pub kind: String,
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub metadata: Value,
+    pub items: &'a [Arc<Value>],
 }
 
 pub fn error(e: &ApiError) -> Response {

@@ -126,7 +126,7 @@ impl Sim {
                         self.cluster
                             .update(&self.rs, "v1", ns, &new_name, next, Sub::Main, &opts);
                 }
-                Value::clone(r)
+                r.clone()
             }
             None => {
                 let mut tmpl = template.clone();
@@ -182,7 +182,7 @@ impl Sim {
         let all: Vec<&Value> = old
             .iter()
             .copied()
-            .chain(std::iter::once(&new_rs))
+            .chain(std::iter::once(&*new_rs))
             .collect();
         let sum = |ptr: &str| all.iter().map(|r| int(r, ptr)).sum::<i64>();
         let (replicas, ready, available) = (

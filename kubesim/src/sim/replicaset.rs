@@ -43,7 +43,7 @@ impl Sim {
         if pods.len() < desired {
             for _ in pods.len()..desired {
                 if let Some(p) = self.create_rs_pod(&rs) {
-                    pods.push(Arc::new(p));
+                    pods.push(p);
                 }
             }
         } else if pods.len() > desired {
@@ -118,7 +118,7 @@ impl Sim {
         });
     }
 
-    fn create_rs_pod(&self, rs: &Value) -> Option<Value> {
+    fn create_rs_pod(&self, rs: &Value) -> Option<Arc<Value>> {
         let ns = meta::namespace(rs);
         let tmpl = rs
             .pointer("/spec/template")
