@@ -5,15 +5,11 @@
 //! individually) are those a CRD schema marks `x-kubernetes-list-type: map`, and for
 //! built-in kinds those with a patch merge key; all other lists are atomic leaves.
 
-use std::collections::BTreeSet;
-
 use serde_json::{Map, Value, json};
 
 use crate::error::Cause;
+pub use crate::fields::{FieldSet, FieldsTree, Path};
 use crate::patch::merge_key;
-
-pub type Path = Vec<String>;
-pub type FieldSet = BTreeSet<Path>;
 
 /// Which part of the object a write may touch, for field-set purposes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +28,7 @@ pub struct Entry {
     pub api_version: String,
     pub time: String,
     pub subresource: Option<String>,
-    pub fields: FieldSet,
+    pub fields: FieldsTree,
 }
 
 const IGNORED_META: &[&str] = &[
@@ -248,7 +244,7 @@ fn prune_emptied_parents(
         let still_wanted = applied.iter().any(|q| q.starts_with(parent))
             || entries.iter().any(|e| {
                 !(e.manager == manager && e.operation == "Apply")
-                    && e.fields.iter().any(|q| q.starts_with(parent))
+                    && e.fields.owns_at_or_below(parent)
             });
         if !empty || still_wanted {
             return;
@@ -361,44 +357,25 @@ pub fn read_entries(obj: &Value) -> Vec<Entry> {
         .into_iter()
         .flatten()
         .map(|e| {
-            let mut fields = FieldSet::new();
-            if let Some(f) = e.get("fieldsV1") {
-                tree_to_set(f, &mut Vec::new(), &mut fields);
-            }
+            let text = |k: &str| e.get(k).and_then(Value::as_str);
             Entry {
-                manager: e
-                    .get("manager")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                operation: e
-                    .get("operation")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Update")
-                    .to_string(),
-                api_version: e
-                    .get("apiVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                time: e
-                    .get("time")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                subresource: e
-                    .get("subresource")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                fields,
+                manager: text("manager").unwrap_or_default().to_string(),
+                operation: text("operation").unwrap_or("Update").to_string(),
+                api_version: text("apiVersion").unwrap_or_default().to_string(),
+                time: text("time").unwrap_or_default().to_string(),
+                subresource: text("subresource").map(str::to_string),
+                fields: e
+                    .get("fieldsV1")
+                    .map(FieldsTree::from_value)
+                    .unwrap_or_default(),
             }
         })
         .collect()
 }
 
-pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
+pub fn write_entries(obj: &mut Value, entries: Vec<Entry>) {
     let arr: Vec<Value> = entries
-        .iter()
+        .into_iter()
         .filter(|e| !e.fields.is_empty())
         .map(|e| {
             let mut v = json!({
@@ -407,7 +384,7 @@ pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
                 "apiVersion": e.api_version,
                 "time": e.time,
                 "fieldsType": "FieldsV1",
-                "fieldsV1": set_to_tree(&e.fields),
+                "fieldsV1": e.fields.into_value(),
             });
             if let Some(s) = &e.subresource {
                 v["subresource"] = json!(s);
@@ -422,50 +399,6 @@ pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
             meta.insert("managedFields".into(), Value::Array(arr));
         }
     }
-}
-
-fn tree_to_set(node: &Value, prefix: &mut Path, out: &mut FieldSet) {
-    let Some(m) = node.as_object() else { return };
-    if (m.is_empty() || m.contains_key(".")) && !prefix.is_empty() {
-        out.insert(prefix.clone());
-    }
-    for (k, c) in m {
-        if k == "." {
-            continue;
-        }
-        prefix.push(k.clone());
-        tree_to_set(c, prefix, out);
-        prefix.pop();
-    }
-}
-
-fn set_to_tree(set: &FieldSet) -> Value {
-    let mut root = Map::new();
-    for path in set {
-        let mut cur = &mut root;
-        for pe in path {
-            cur = cur
-                .entry(pe.clone())
-                .or_insert_with(|| Value::Object(Map::new()))
-                .as_object_mut()
-                .expect("tree nodes are objects");
-        }
-        // A member that also has children gets the "." marker.
-        let _ = cur;
-    }
-    for path in set {
-        let mut cur = &mut root;
-        for pe in path {
-            cur = cur
-                .get_mut(pe)
-                .and_then(Value::as_object_mut)
-                .expect("inserted above");
-        }
-        if !cur.is_empty() && !cur.contains_key(".") {
-            cur.insert(".".into(), json!({}));
-        }
-    }
-    Value::Object(root)
 }
 
 fn same_sub(e: &Entry, sub: Option<&str>) -> bool {
@@ -484,19 +417,14 @@ pub fn track_update(
     keys: ListKeys<'_>,
 ) {
     let mut entries = old.map(read_entries).unwrap_or_default();
-    let new_set = field_set(new, scope, keys);
-    let old_set = old.map(|o| field_set(o, scope, keys)).unwrap_or_default();
-    let changed: FieldSet = new_set
-        .iter()
-        .filter(|p| old.and_then(|o| get_path(o, p)) != get_path(new, p))
-        .cloned()
-        .collect();
-    let removed: Vec<&Path> = old_set.difference(&new_set).collect();
+    let Changes { changed, removed } = changes(old, new, scope, keys);
+    let own =
+        |e: &Entry| e.manager == manager && e.operation == "Update" && same_sub(e, subresource);
     for e in entries.iter_mut() {
         for p in &removed {
-            e.fields.remove(*p);
+            e.fields.remove(p);
         }
-        if !(e.manager == manager && e.operation == "Update" && same_sub(e, subresource)) {
+        if !own(e) {
             for p in &changed {
                 e.fields.remove(p);
             }
@@ -504,12 +432,11 @@ pub fn track_update(
     }
     if !changed.is_empty() {
         let now = crate::meta::now();
-        match entries
-            .iter_mut()
-            .find(|e| e.manager == manager && e.operation == "Update" && same_sub(e, subresource))
-        {
+        match entries.iter_mut().find(|e| own(e)) {
             Some(e) => {
-                e.fields.extend(changed);
+                for p in &changed {
+                    e.fields.insert(p);
+                }
                 e.time = now;
                 e.api_version = api_version.to_string();
             }
@@ -519,11 +446,111 @@ pub fn track_update(
                 api_version: api_version.to_string(),
                 time: now,
                 subresource: subresource.map(str::to_string),
-                fields: changed,
+                fields: FieldsTree::from_set(&changed),
             }),
         }
     }
-    write_entries(new, &entries);
+    write_entries(new, entries);
+}
+
+/// The fields (within `scope`) a write set to a new value, and those it removed.
+#[derive(Debug, Default, PartialEq)]
+struct Changes {
+    changed: FieldSet,
+    removed: FieldSet,
+}
+
+/// What `field_set` of both sides would say (`changed`: paths of `new` whose value differs
+/// from `old`'s; `removed`: paths of `old` that `new` lacks), found by walking both objects
+/// together and skipping every subtree they share, so a small write costs little.
+fn changes(old: Option<&Value>, new: &Value, scope: Scope, keys: ListKeys<'_>) -> Changes {
+    let empty = Map::new();
+    let o = old.and_then(Value::as_object).unwrap_or(&empty);
+    let n = new.as_object().unwrap_or(&empty);
+    let mut out = Changes::default();
+    for k in union_keys(o, n) {
+        let included = match scope {
+            Scope::Status => k == "status",
+            Scope::Main { status_subresource } => {
+                !(k == "apiVersion" || k == "kind" || (status_subresource && k == "status"))
+            }
+        };
+        if !included {
+            continue;
+        }
+        if k == "metadata" {
+            let om = o.get(k).and_then(Value::as_object).unwrap_or(&empty);
+            let nm = n.get(k).and_then(Value::as_object).unwrap_or(&empty);
+            for mk in union_keys(om, nm) {
+                if !IGNORED_META.contains(&mk) {
+                    let mut prefix = vec!["f:metadata".to_string(), format!("f:{mk}")];
+                    diff(om.get(mk), nm.get(mk), &mut prefix, keys, &mut out);
+                }
+            }
+            continue;
+        }
+        diff(
+            o.get(k),
+            n.get(k),
+            &mut vec![format!("f:{k}")],
+            keys,
+            &mut out,
+        );
+    }
+    out
+}
+
+fn union_keys<'a>(
+    a: &'a Map<String, Value>,
+    b: &'a Map<String, Value>,
+) -> impl Iterator<Item = &'a str> {
+    a.keys()
+        .map(String::as_str)
+        .chain(b.keys().map(String::as_str).filter(|k| !a.contains_key(*k)))
+}
+
+fn diff(
+    old: Option<&Value>,
+    new: Option<&Value>,
+    prefix: &mut Path,
+    keys: ListKeys<'_>,
+    out: &mut Changes,
+) {
+    if old == new {
+        return;
+    }
+    match (old, new) {
+        (Some(Value::Object(o)), Some(Value::Object(n))) if !o.is_empty() && !n.is_empty() => {
+            for k in union_keys(o, n) {
+                prefix.push(format!("f:{k}"));
+                diff(o.get(k), n.get(k), prefix, keys, out);
+                prefix.pop();
+            }
+        }
+        _ => {
+            // Leaves, lists, or a change of shape: the paths of both sides, compared as
+            // the whole-object sets would be (lists key their items by their own content).
+            let paths = |v: Option<&Value>| {
+                let mut set = FieldSet::new();
+                if let Some(v) = v {
+                    collect(v, &mut prefix.clone(), &mut set, keys);
+                }
+                set
+            };
+            let (old_paths, new_paths) = (paths(old), paths(new));
+            fn at<'v>(v: Option<&'v Value>, rel: &[String]) -> Option<&'v Value> {
+                v.and_then(|v| get_path(v, rel))
+            }
+            let depth = prefix.len();
+            for p in &new_paths {
+                if at(old, &p[depth..]) != at(new, &p[depth..]) {
+                    out.changed.insert(p.clone());
+                }
+            }
+            out.removed
+                .extend(old_paths.difference(&new_paths).cloned());
+        }
+    }
 }
 
 /// Outcome of planning an apply: the merged object, or conflicts.
@@ -550,7 +577,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
         if e.manager == req.manager || !same_sub(e, req.subresource) {
             continue;
         }
-        for p in applied.intersection(&e.fields) {
+        for p in applied.iter().filter(|p| e.fields.contains(p)) {
             let differs = get_path(&req.live, p) != get_path(req.config, p);
             // Only leaves carry values worth comparing; a shared list item is not a conflict.
             if !differs || p.last().is_some_and(|l| l.starts_with("k:")) {
@@ -579,11 +606,11 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
     if let Some(prev) = entries.iter().find(|e| {
         e.manager == req.manager && e.operation == "Apply" && same_sub(e, req.subresource)
     }) {
-        let dropped: Vec<Path> = prev.fields.difference(&applied).cloned().collect();
+        let dropped: Vec<Path> = prev.fields.paths().difference(&applied).cloned().collect();
         for p in dropped {
             let owned_elsewhere = entries.iter().any(|e| {
                 !(e.manager == req.manager && e.operation == "Apply")
-                    && e.fields.iter().any(|q| q.starts_with(&p))
+                    && e.fields.owns_at_or_below(&p)
             });
             if !owned_elsewhere {
                 remove_path(&mut out, &p);
@@ -616,7 +643,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
         e.manager == req.manager && e.operation == "Apply" && same_sub(e, req.subresource)
     }) {
         Some(e) => {
-            e.fields = applied;
+            e.fields = FieldsTree::from_set(&applied);
             e.time = now;
             e.api_version = req.api_version.to_string();
         }
@@ -626,10 +653,10 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
             api_version: req.api_version.to_string(),
             time: now,
             subresource: req.subresource.map(str::to_string),
-            fields: applied,
+            fields: FieldsTree::from_set(&applied),
         }),
     }
-    write_entries(&mut out, &entries);
+    write_entries(&mut out, entries);
     Ok(out)
 }
 
@@ -673,7 +700,7 @@ mod tests {
         assert_eq!(live["spec"]["ports"][0]["port"], 80);
         let entries = read_entries(&live);
         let ctl = entries.iter().find(|e| e.manager == "ctl").unwrap();
-        assert!(ctl.fields.contains(&vec![
+        assert!(ctl.fields.contains(&[
             "f:spec".to_string(),
             "f:selector".to_string(),
             "f:app".to_string()
@@ -713,7 +740,7 @@ mod schema_keys {
         assert_eq!(ports.len(), 2, "items from both managers: {live}");
         let owned = &read_entries(&live)[0].fields;
         assert!(
-            owned.contains(&vec![
+            owned.contains(&[
                 "f:spec".into(),
                 "f:ports".into(),
                 r#"k:{"port":80,"protocol":"TCP"}"#.into()
@@ -758,5 +785,94 @@ mod sets {
         let c = json!({"metadata": {"name": "x", "labels": {"k": "v"}}});
         let live = apply(r(live.clone(), &c, "two")).unwrap();
         assert_eq!(live["metadata"]["finalizers"], json!(["a.dev/one"]));
+    }
+}
+
+#[cfg(test)]
+mod change_tracking {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition `changes` must agree with: the field sets of both whole objects.
+    fn whole_object_changes(old: Option<&Value>, new: &Value, scope: Scope) -> Changes {
+        let keys = ListKeys::builtin();
+        let new_set = field_set(new, scope, keys);
+        let old_set = old.map(|o| field_set(o, scope, keys)).unwrap_or_default();
+        Changes {
+            changed: new_set
+                .iter()
+                .filter(|p| old.and_then(|o| get_path(o, p)) != get_path(new, p))
+                .cloned()
+                .collect(),
+            removed: old_set.difference(&new_set).cloned().collect(),
+        }
+    }
+
+    /// Small values from few keys and scalars, so that old and new often share subtrees,
+    /// with keyed lists (`containers` by name, `conditions` by type) and atomic ones.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            (0..3i64).prop_map(Value::from),
+            prop::sample::select(vec!["x", "y"]).prop_map(Value::from),
+            Just(json!({})),
+            Just(json!([])),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            let item = (prop::sample::select(vec!["a", "b"]), inner.clone())
+                .prop_map(|(name, v)| json!({"name": name, "type": name, "v": v}));
+            prop_oneof![
+                prop::collection::btree_map(
+                    prop::sample::select(vec!["a", "b", "c", "containers", "conditions", "args"])
+                        .prop_map(str::to_string),
+                    inner.clone(),
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::vec(item, 0..3).prop_map(Value::from),
+                prop::collection::vec(inner, 0..3).prop_map(Value::from),
+            ]
+        })
+    }
+
+    fn object() -> impl Strategy<Value = Value> {
+        (value(), value(), value(), value()).prop_map(|(labels, spec, status, extra)| {
+            json!({"apiVersion": "v1", "kind": "Thing",
+                   "metadata": {"name": "t", "resourceVersion": "1", "labels": labels},
+                   "spec": spec, "status": status, "extra": extra})
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_in_place_diff_agrees_with_whole_object_field_sets(
+            old in object(), new in object(), first_write in any::<bool>(), status in any::<bool>()
+        ) {
+            let scope = if status { Scope::Status } else { Scope::Main { status_subresource: true } };
+            let old = (!first_write).then_some(&old);
+            prop_assert_eq!(
+                changes(old, &new, scope, ListKeys::builtin()),
+                whole_object_changes(old, &new, scope)
+            );
+        }
+    }
+
+    #[test]
+    fn a_status_write_changes_only_what_it_changed() {
+        let old = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "a"}]},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "False"}, {"type": "PodScheduled", "status": "True"}]}});
+        let mut new = old.clone();
+        new["status"]["conditions"][0]["status"] = json!("True");
+        new["status"].as_object_mut().unwrap().remove("phase");
+        let got = changes(Some(&old), &new, Scope::Status, ListKeys::builtin());
+        let path = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Path>();
+        // The keyed item counts as changed along with its field, as in the whole-object sets.
+        let ready = path(&["f:status", "f:conditions", r#"k:{"type":"Ready"}"#]);
+        let ready_status = [ready.clone(), path(&["f:status"])].concat();
+        assert_eq!(got.changed, [ready, ready_status].into());
+        assert_eq!(got.removed, [path(&["f:status", "f:phase"])].into());
     }
 }

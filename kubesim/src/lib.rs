@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod faults;
+pub mod fields;
 mod handlers;
 pub mod jsonpath;
 pub mod kubeconfig;
