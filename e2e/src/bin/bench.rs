@@ -10,6 +10,10 @@ use bluegreen_e2e::bench::figures::{self, floor};
 use bluegreen_e2e::bench::lab::Lab;
 use bluegreen_e2e::bench::report::{self, Machine, Row};
 
+// The same allocator as the kubesim binary: the bench hosts kubesim in-process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn progress(message: &str, since: Instant) {
     eprintln!("[bench {:>6.1}s] {message}", since.elapsed().as_secs_f64());
 }
