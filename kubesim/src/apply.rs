@@ -571,6 +571,7 @@ pub struct ApplyRequest<'a> {
 pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
     let mut entries = read_entries(&req.live);
     let applied = field_set(req.config, req.scope, req.keys);
+    let applied_tree = FieldsTree::from_set(&applied);
     let mut conflicts = Vec::new();
     let mut taken: Vec<(usize, Path)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
@@ -603,9 +604,11 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
     let mut out = req.live;
     // Fields this manager applied before but no longer does are removed unless
     // another manager still owns them (or something beneath them).
+    // (A manager re-applying the same fields, the usual case, drops nothing.)
     if let Some(prev) = entries.iter().find(|e| {
         e.manager == req.manager && e.operation == "Apply" && same_sub(e, req.subresource)
-    }) {
+    }) && prev.fields != applied_tree
+    {
         let dropped: Vec<Path> = prev.fields.paths().difference(&applied).cloned().collect();
         for p in dropped {
             let owned_elsewhere = entries.iter().any(|e| {
@@ -643,7 +646,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
         e.manager == req.manager && e.operation == "Apply" && same_sub(e, req.subresource)
     }) {
         Some(e) => {
-            e.fields = FieldsTree::from_set(&applied);
+            e.fields = applied_tree;
             e.time = now;
             e.api_version = req.api_version.to_string();
         }
@@ -653,7 +656,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
             api_version: req.api_version.to_string(),
             time: now,
             subresource: req.subresource.map(str::to_string),
-            fields: FieldsTree::from_set(&applied),
+            fields: applied_tree,
         }),
     }
     write_entries(&mut out, entries);

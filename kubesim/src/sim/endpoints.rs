@@ -176,12 +176,17 @@ impl Sim {
                     .create(def, &def.versions[0], ns, desired, &opts);
             }
             Some(cur) => {
-                let mut next = Value::clone(&cur);
-                for f in fields {
-                    next[*f] = desired[*f].clone();
-                }
-                next["metadata"]["labels"] = desired["metadata"]["labels"].clone();
-                if next != *cur {
+                // Most pod events leave a Service's endpoints as they are: compare first,
+                // copy the stored object only to change it.
+                let labels = "/metadata/labels";
+                let same = fields.iter().all(|f| cur.get(*f) == desired.get(*f))
+                    && cur.pointer(labels) == desired.pointer(labels);
+                if !same {
+                    let mut next = Value::clone(&cur);
+                    for f in fields {
+                        next[*f] = desired[*f].clone();
+                    }
+                    next["metadata"]["labels"] = desired["metadata"]["labels"].clone();
                     let _ = self.cluster.update(
                         def,
                         &def.versions[0],
