@@ -1,6 +1,6 @@
 //! Structural-schema handling for custom resources: defaulting, pruning and validation
 //! against `openAPIV3Schema`, with error messages shaped like the apiserver's.
-//! CEL rules (`x-kubernetes-validations`) are not evaluated.
+//! CEL rules (`x-kubernetes-validations`) are evaluated apart, in `cel.rs`.
 
 use serde_json::{Map, Value};
 
@@ -12,11 +12,13 @@ use crate::error::Cause;
 /// does the same at every depth. It also keeps a status write from re-walking the spec.
 pub fn apply(obj: &mut Value, schema: &Value, old: Option<&Value>) -> Outcome {
     let mut pruned = Vec::new();
-    default_and_prune(obj, schema, true, "", &mut pruned);
+    default_and_prune(obj, schema, true, &At::Root, &mut pruned);
     let mut causes = Vec::new();
     match (obj.as_object(), old.and_then(Value::as_object)) {
-        (Some(map), Some(old)) => validate_object(map, schema, "", true, Some(old), &mut causes),
-        _ => validate(obj, schema, "", true, &mut causes),
+        (Some(map), Some(old)) => {
+            validate_object(map, schema, &At::Root, true, Some(old), &mut causes)
+        }
+        _ => validate(obj, schema, &At::Root, true, &mut causes),
     }
     Outcome { causes, pruned }
 }
@@ -38,7 +40,13 @@ fn is_meta_field(key: &str) -> bool {
     matches!(key, "apiVersion" | "kind" | "metadata")
 }
 
-fn default_and_prune(v: &mut Value, s: &Value, root: bool, path: &str, pruned: &mut Vec<String>) {
+fn default_and_prune(
+    v: &mut Value,
+    s: &Value,
+    root: bool,
+    path: &At<'_>,
+    pruned: &mut Vec<String>,
+) {
     match v {
         Value::Object(map) => {
             let keeps_meta = root || flag(s, "x-kubernetes-embedded-resource");
@@ -62,7 +70,7 @@ fn default_and_prune(v: &mut Value, s: &Value, root: bool, path: &str, pruned: &
                         || props.is_some_and(|p| p.contains_key(k))
                         || additional_schema.is_some();
                     if !known {
-                        pruned.push(child(path, k));
+                        pruned.push(At::Key(path, k).to_string());
                     }
                     known
                 });
@@ -71,7 +79,7 @@ fn default_and_prune(v: &mut Value, s: &Value, root: bool, path: &str, pruned: &
                 if keeps_meta && is_meta_field(k) {
                     continue;
                 }
-                let at = self::child(path, k);
+                let at = At::Key(path, k);
                 if let Some(ps) = props.and_then(|p| p.get(k)) {
                     default_and_prune(child, ps, false, &at, pruned);
                 } else if let Some(a) = additional.filter(|a| a.is_object()) {
@@ -82,7 +90,7 @@ fn default_and_prune(v: &mut Value, s: &Value, root: bool, path: &str, pruned: &
         Value::Array(items) => {
             if let Some(is) = s.get("items") {
                 for (i, it) in items.iter_mut().enumerate() {
-                    default_and_prune(it, is, false, &format!("{path}[{i}]"), pruned);
+                    default_and_prune(it, is, false, &At::Index(path, i), pruned);
                 }
             }
         }
@@ -121,29 +129,41 @@ fn render(v: &Value) -> String {
     }
 }
 
-fn child(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+/// Where a value sits in the object (`spec.ports[0].name`), rendered only when a message
+/// names it: building the string for every node visited was most of validation's cost.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Root => Ok(()),
+            At::Key(At::Root, k) => f.write_str(k),
+            At::Key(parent, k) => write!(f, "{parent}.{k}"),
+            At::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
     }
 }
 
-fn invalid(out: &mut Vec<Cause>, path: &str, value: &Value, detail: String) {
+fn invalid(out: &mut Vec<Cause>, path: &At<'_>, value: &Value, detail: String) {
     out.push(Cause::new(
         "FieldValueInvalid",
-        path,
+        path.to_string(),
         format!("Invalid value: {}: {detail}", render(value)),
     ));
 }
 
-fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) {
+fn validate(v: &Value, s: &Value, path: &At<'_>, root: bool, out: &mut Vec<Cause>) {
     if v.is_null() {
         if !flag(s, "nullable") && s.get("type").is_some() {
             let t = s["type"].as_str().unwrap_or_default();
             out.push(Cause::new(
                 "FieldValueTypeInvalid",
-                path,
+                path.to_string(),
                 format!("Invalid value: \"null\": {path} in body must be of type {t}: \"null\""),
             ));
         }
@@ -153,7 +173,7 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
         if !(v.is_string() || type_ok(v, "integer")) {
             out.push(Cause::new(
                 "FieldValueTypeInvalid",
-                path,
+                path.to_string(),
                 format!(
                     "Invalid value: {:?}: {path} in body must be of type int-or-string: {:?}",
                     type_name(v),
@@ -168,7 +188,7 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
     {
         out.push(Cause::new(
             "FieldValueTypeInvalid",
-            path,
+            path.to_string(),
             format!(
                 "Invalid value: {:?}: {path} in body must be of type {t}: {:?}",
                 type_name(v),
@@ -183,7 +203,7 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
         let list: Vec<String> = allowed.iter().map(render).collect();
         out.push(Cause::new(
             "FieldValueNotSupported",
-            path,
+            path.to_string(),
             format!(
                 "Unsupported value: {}: supported values: {}",
                 render(v),
@@ -211,13 +231,13 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
             {
                 out.push(Cause::new(
                     "FieldValueTooMany",
-                    path,
+                    path.to_string(),
                     format!("Too many: {n}: must have at most {max} items"),
                 ));
             }
             if let Some(is) = s.get("items") {
                 for (i, it) in items.iter().enumerate() {
-                    validate(it, is, &format!("{path}[{i}]"), false, out);
+                    validate(it, is, &At::Index(path, i), false, out);
                 }
             }
         }
@@ -226,14 +246,14 @@ fn validate(v: &Value, s: &Value, path: &str, root: bool, out: &mut Vec<Cause>) 
     }
 }
 
-fn validate_string(v: &Value, st: &str, s: &Value, path: &str, out: &mut Vec<Cause>) {
+fn validate_string(v: &Value, st: &str, s: &Value, path: &At<'_>, out: &mut Vec<Cause>) {
     let len = st.chars().count() as u64;
     if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
         && len > max
     {
         out.push(Cause::new(
             "FieldValueTooLong",
-            path,
+            path.to_string(),
             format!("Too long: may not be more than {max} bytes"),
         ));
     }
@@ -278,7 +298,7 @@ fn bound(v: &Value) -> String {
     }
 }
 
-fn validate_number(v: &Value, x: f64, s: &Value, path: &str, out: &mut Vec<Cause>) {
+fn validate_number(v: &Value, x: f64, s: &Value, path: &At<'_>, out: &mut Vec<Cause>) {
     if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
         if flag(s, "exclusiveMinimum") {
             if x <= min {
@@ -334,7 +354,7 @@ fn validate_number(v: &Value, x: f64, s: &Value, path: &str, out: &mut Vec<Cause
 fn validate_object(
     map: &Map<String, Value>,
     s: &Value,
-    path: &str,
+    path: &At<'_>,
     root: bool,
     unchanged_from: Option<&Map<String, Value>>,
     out: &mut Vec<Cause>,
@@ -350,7 +370,7 @@ fn validate_object(
         {
             out.push(Cause::new(
                 "FieldValueRequired",
-                child(path, k),
+                At::Key(path, k).to_string(),
                 "Required value",
             ));
         }
@@ -367,9 +387,9 @@ fn validate_object(
             continue;
         }
         if let Some(ps) = props.and_then(|p| p.get(k)) {
-            validate(cv, ps, &child(path, k), false, out);
+            validate(cv, ps, &At::Key(path, k), false, out);
         } else if let Some(a) = additional {
-            validate(cv, a, &child(path, k), false, out);
+            validate(cv, a, &At::Key(path, k), false, out);
         }
     }
 }
