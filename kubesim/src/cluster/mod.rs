@@ -312,7 +312,7 @@ impl Cluster {
         let st = self.lock();
         st.iter(gr, ns)
             .filter(|(_, _, o)| f(o))
-            .filter_map(|(ns, name, _)| st.get_shared(gr, ns, name).cloned())
+            .map(|(_, _, o)| o.clone())
             .collect()
     }
 }
