@@ -20,6 +20,18 @@ pub enum Scope {
     Status,
 }
 
+impl Scope {
+    /// Whether a top-level field of the object is within this scope.
+    fn includes(self, key: &str) -> bool {
+        match self {
+            Scope::Status => key == "status",
+            Scope::Main { status_subresource } => {
+                !(key == "apiVersion" || key == "kind" || (status_subresource && key == "status"))
+            }
+        }
+    }
+}
+
 /// One `metadata.managedFields` entry.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -113,13 +125,7 @@ pub fn field_set(obj: &Value, scope: Scope, keys: ListKeys<'_>) -> FieldSet {
     let mut out = FieldSet::new();
     let Some(m) = obj.as_object() else { return out };
     for (k, v) in m {
-        let included = match scope {
-            Scope::Status => k == "status",
-            Scope::Main { status_subresource } => {
-                !(k == "apiVersion" || k == "kind" || (status_subresource && k == "status"))
-            }
-        };
-        if !included {
+        if !scope.includes(k) {
             continue;
         }
         let mut prefix = vec![format!("f:{k}")];
@@ -469,13 +475,7 @@ fn changes(old: Option<&Value>, new: &Value, scope: Scope, keys: ListKeys<'_>) -
     let n = new.as_object().unwrap_or(&empty);
     let mut out = Changes::default();
     for k in union_keys(o, n) {
-        let included = match scope {
-            Scope::Status => k == "status",
-            Scope::Main { status_subresource } => {
-                !(k == "apiVersion" || k == "kind" || (status_subresource && k == "status"))
-            }
-        };
-        if !included {
+        if !scope.includes(k) {
             continue;
         }
         if k == "metadata" {
