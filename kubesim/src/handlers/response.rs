@@ -1,10 +1,10 @@
 //! Building HTTP responses: JSON bodies, Status errors, request bodies.
 
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde_json::Value;
 
