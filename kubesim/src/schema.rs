@@ -7,12 +7,21 @@ use serde_json::{Map, Value};
 use crate::error::Cause;
 
 /// Defaults, prunes and validates `obj` in place; returns the causes of any violation.
-/// On an update (`old` given), a top-level field the update leaves as it was is not
-/// validated again: the apiserver's validation ratcheting (on by default since 1.30)
-/// does the same at every depth. It also keeps a status write from re-walking the spec.
+/// On an update (`old` given), a top-level field the update leaves as it was is neither
+/// defaulted, pruned nor validated again: it was when it was written (the apiserver's
+/// validation ratcheting, on by default since 1.30, skips unchanged values at every depth).
+/// This keeps a status write from walking the whole spec and its schema.
 pub fn apply(obj: &mut Value, schema: &Value, old: Option<&Value>) -> Outcome {
     let mut pruned = Vec::new();
-    default_and_prune(obj, schema, true, &At::Root, &mut pruned);
+    let unchanged: Vec<String> = match (obj.as_object(), old.and_then(Value::as_object)) {
+        (Some(map), Some(old)) => map
+            .iter()
+            .filter(|(k, v)| old.get(*k) == Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
+    default_and_prune_root(obj, schema, &unchanged, &mut pruned);
     let mut causes = Vec::new();
     match (obj.as_object(), old.and_then(Value::as_object)) {
         (Some(map), Some(old)) => {
@@ -38,6 +47,26 @@ fn flag(s: &Value, name: &str) -> bool {
 /// Fields the apiserver keeps on any object regardless of schema.
 fn is_meta_field(key: &str) -> bool {
     matches!(key, "apiVersion" | "kind" | "metadata")
+}
+
+/// `default_and_prune` of the whole object, leaving the top-level fields in `skip` alone.
+fn default_and_prune_root(obj: &mut Value, s: &Value, skip: &[String], pruned: &mut Vec<String>) {
+    if skip.is_empty() {
+        return default_and_prune(obj, s, true, &At::Root, pruned);
+    }
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    // Set the skipped fields aside, so that the walk sees only the rest (a default the walk
+    // fills in for a field set aside is overwritten when it comes back).
+    let kept: Vec<(String, Value)> = skip
+        .iter()
+        .filter_map(|k| map.remove(k).map(|v| (k.clone(), v)))
+        .collect();
+    default_and_prune(obj, s, true, &At::Root, pruned);
+    if let Some(map) = obj.as_object_mut() {
+        map.extend(kept);
+    }
 }
 
 fn default_and_prune(

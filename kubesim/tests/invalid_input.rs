@@ -243,4 +243,15 @@ async fn unchanged_fields_are_not_revalidated_after_a_schema_tightens() {
     let stored = widgets.get("w").await.unwrap();
     assert_eq!(stored.data["spec"]["version"], "123456");
     assert_eq!(stored.data["status"]["phase"], "Stable");
+    // A changed spec is defaulted again: a removed field with a default comes back.
+    let fixed = widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &merge(json!({"spec": {"version": "123", "replicas": null}})),
+        )
+        .await
+        .expect("a spec that fits the tightened schema");
+    assert_eq!(fixed.data["spec"]["version"], "123");
+    assert_eq!(fixed.data["spec"]["replicas"], 1, "{:?}", fixed.data);
 }
