@@ -362,21 +362,38 @@ pub fn read_entries(obj: &Value) -> Vec<Entry> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|e| {
-            let text = |k: &str| e.get(k).and_then(Value::as_str);
-            Entry {
-                manager: text("manager").unwrap_or_default().to_string(),
-                operation: text("operation").unwrap_or("Update").to_string(),
-                api_version: text("apiVersion").unwrap_or_default().to_string(),
-                time: text("time").unwrap_or_default().to_string(),
-                subresource: text("subresource").map(str::to_string),
-                fields: e
-                    .get("fieldsV1")
-                    .map(FieldsTree::from_value)
-                    .unwrap_or_default(),
-            }
+        .map(|e| entry(e, e.get("fieldsV1").map(FieldsTree::from_value)))
+        .collect()
+}
+
+/// Like `read_entries`, but moves the entries out of `obj` instead of copying them (the
+/// caller writes new ones back).
+fn take_entries(obj: &mut Value) -> Vec<Entry> {
+    let Some(Value::Array(list)) = obj.pointer_mut("/metadata/managedFields").map(Value::take)
+    else {
+        return Vec::new();
+    };
+    list.into_iter()
+        .map(|mut e| {
+            let fields = e
+                .get_mut("fieldsV1")
+                .map(Value::take)
+                .map(FieldsTree::from_owned);
+            entry(&e, fields)
         })
         .collect()
+}
+
+fn entry(e: &Value, fields: Option<FieldsTree>) -> Entry {
+    let text = |k: &str| e.get(k).and_then(Value::as_str);
+    Entry {
+        manager: text("manager").unwrap_or_default().to_string(),
+        operation: text("operation").unwrap_or("Update").to_string(),
+        api_version: text("apiVersion").unwrap_or_default().to_string(),
+        time: text("time").unwrap_or_default().to_string(),
+        subresource: text("subresource").map(str::to_string),
+        fields: fields.unwrap_or_default(),
+    }
 }
 
 pub fn write_entries(obj: &mut Value, entries: Vec<Entry>) {
@@ -422,7 +439,14 @@ pub fn track_update(
     subresource: Option<&str>,
     keys: ListKeys<'_>,
 ) {
-    let mut entries = old.map(read_entries).unwrap_or_default();
+    // The stored entries; `new` usually carries the same ones (a copy of the stored object
+    // with changes), and then they are moved out of it rather than copied.
+    let managed = "/metadata/managedFields";
+    let mut entries = match old {
+        Some(old) if new.pointer(managed) == old.pointer(managed) => take_entries(new),
+        Some(old) => read_entries(old),
+        None => Vec::new(),
+    };
     let Changes { changed, removed } = changes(old, new, scope, keys);
     let own =
         |e: &Entry| e.manager == manager && e.operation == "Update" && same_sub(e, subresource);
@@ -569,7 +593,8 @@ pub struct ApplyRequest<'a> {
 /// Server-side apply of `config` onto `live`. Returns the new object (with
 /// managedFields updated) or the conflict causes.
 pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
-    let mut entries = read_entries(&req.live);
+    let mut live = req.live;
+    let mut entries = take_entries(&mut live);
     let applied = field_set(req.config, req.scope, req.keys);
     let applied_tree = FieldsTree::from_set(&applied);
     let mut conflicts = Vec::new();
@@ -579,7 +604,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
             continue;
         }
         for p in applied.iter().filter(|p| e.fields.contains(p)) {
-            let differs = get_path(&req.live, p) != get_path(req.config, p);
+            let differs = get_path(&live, p) != get_path(req.config, p);
             // Only leaves carry values worth comparing; a shared list item is not a conflict.
             if !differs || p.last().is_some_and(|l| l.starts_with("k:")) {
                 continue;
@@ -601,7 +626,7 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
     for (i, p) in taken {
         entries[i].fields.remove(&p);
     }
-    let mut out = req.live;
+    let mut out = live;
     // Fields this manager applied before but no longer does are removed unless
     // another manager still owns them (or something beneath them).
     // (A manager re-applying the same fields, the usual case, drops nothing.)

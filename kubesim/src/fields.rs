@@ -27,6 +27,14 @@ impl FieldsTree {
         FieldsTree(v.as_object().cloned().unwrap_or_default())
     }
 
+    /// Takes a `fieldsV1` value over without copying it.
+    pub fn from_owned(v: Value) -> Self {
+        match v {
+            Value::Object(m) => FieldsTree(m),
+            _ => FieldsTree::default(),
+        }
+    }
+
     pub fn from_set(set: &FieldSet) -> Self {
         let mut t = FieldsTree::default();
         for p in set {
