@@ -57,7 +57,61 @@ struct Measured {
     /// CPU used while all N went to Stable and while all N upgraded.
     create_cpu: CpuSplit,
     upgrade_cpu: CpuSplit,
+    upgrade_requests: Requests,
     timeline_lagged: u64,
+}
+
+/// The controller's API requests over the upgrade window, per release: how its work (and
+/// so kubesim's) grows with the number of releases upgrading at once. Refused requests
+/// (a create of a Job that exists, a delete of one already gone) are counted apart.
+#[derive(Debug, Clone, Copy)]
+struct Requests {
+    per_release: f64,
+    status_writes: f64,
+    event_writes: f64,
+    other_writes: f64,
+    reads: f64,
+    refused: f64,
+}
+
+impl Requests {
+    fn count(entries: &[kubesim::AuditEntry], ns: &str, releases: usize) -> Requests {
+        let mine: Vec<&kubesim::AuditEntry> = entries
+            .iter()
+            .filter(|e| e.namespace == ns && e.verb != "watch")
+            .collect();
+        let writes: Vec<&&kubesim::AuditEntry> = mine.iter().filter(|e| e.is_write()).collect();
+        let status = writes.iter().filter(|e| e.subresource == "status").count();
+        let events = writes.iter().filter(|e| e.resource == "events").count();
+        let refused = mine.iter().filter(|e| e.code >= 400).count();
+        let per = |n: usize| n as f64 / releases.max(1) as f64;
+        Requests {
+            per_release: per(mine.len()),
+            status_writes: per(status),
+            event_writes: per(events),
+            other_writes: per(writes.len() - status - events),
+            reads: per(mine.len() - writes.len()),
+            refused: per(refused),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:.1}: {:.1} status writes, {:.1} Events, {:.1} other writes, {:.1} reads ({:.1} refused)",
+            self.per_release,
+            self.status_writes,
+            self.event_writes,
+            self.other_writes,
+            self.reads,
+            self.refused
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({"per_release": self.per_release, "status_writes": self.status_writes,
+               "event_writes": self.event_writes, "other_writes": self.other_writes,
+               "reads": self.reads, "refused": self.refused})
+    }
 }
 
 /// CPU time used over one window by the bench process (kubesim, its simulated
@@ -172,6 +226,15 @@ impl Measured {
                     "upgrade": self.upgrade_cpu.json(),
                 })),
             );
+            rows.push(
+                Row::new(
+                    format!("  {n} releases: controller requests per upgrade"),
+                    self.upgrade_requests.describe(),
+                )
+                .reference("one promotion alone: see API requests per uneventful promotion")
+                .method("kubesim audit log over the upgrade window (watches excluded), ÷ releases")
+                .data(self.upgrade_requests.json()),
+            );
         }
         rows
     }
@@ -244,6 +307,7 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
     let position = lab.timeline.position();
     let lagged_before = lab.timeline.lagged();
     let cpu_start = CpuSplit::reading(&controller)?;
+    let audit_start = lab.server.audit_next_seq();
     let start = Instant::now();
     releases::set_version_many(
         &lab.client,
@@ -257,6 +321,7 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
     wait_all_stable(lab, &mut controller, &ns, n, "2.0.0", timeout).await?;
     let upgrade_wall = start.elapsed();
     let upgrade_cpu = CpuSplit::between(cpu_start, CpuSplit::reading(&controller)?, upgrade_wall);
+    let upgrade_requests = Requests::count(&lab.audit_since(audit_start), &ns, n);
     // The timeline thread may be a moment behind the store.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let marks: Vec<Mark> = lab
@@ -280,6 +345,7 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
         upgrade_wall,
         create_cpu,
         upgrade_cpu,
+        upgrade_requests,
         timeline_lagged: lab.timeline.lagged() - lagged_before,
     })
 }
