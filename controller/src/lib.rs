@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod own_writes;
 pub mod plan;
 pub mod reconcile;
 pub mod snapshot;

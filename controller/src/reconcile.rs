@@ -38,6 +38,7 @@ use tracing::{debug, info, instrument, warn};
 use crate::{
     error::{Error, Result},
     metrics::Metrics,
+    own_writes::{OwnWrites, Written},
     plan::{self, Action, Occurrence, Plan},
     snapshot::{self, Caches},
     world::{self, JobView},
@@ -56,6 +57,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per release, for backoff per error class.
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// Each release's last write by a reconcile, until the release cache shows it.
+    own_writes: OwnWrites,
     /// False until every cache has its first full list. Planning from a half-filled cache
     /// would take a missing ReplicaSet for a deleted one (and forget a warm standby).
     caches_synced: Arc<AtomicBool>,
@@ -74,6 +77,7 @@ impl Context {
             metrics,
             recorder,
             failures: Mutex::new(HashMap::new()),
+            own_writes: OwnWrites::default(),
             caches_synced: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -87,6 +91,9 @@ impl Context {
 
 /// How soon a reconcile that arrived before the caches were filled is tried again.
 const UNTIL_SYNCED: Duration = Duration::from_millis(250);
+/// How soon a reconcile that found its release's last write not yet cached is tried again
+/// at the latest (the watch event that brings the write starts it sooner).
+const UNTIL_OWN_WRITE_SEEN: Duration = Duration::from_secs(1);
 
 fn key(release: &BlueGreenRelease) -> (String, String) {
     (release.namespace().unwrap_or_default(), release.name_any())
@@ -105,10 +112,32 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
     if release.meta().deletion_timestamp.is_some() {
         // Owned children go with the release (garbage collection); only forget it here.
         ctx.metrics.forget_release(&namespace, &release.name_any());
+        ctx.own_writes.forget(&key(&release));
         return Ok(Requeue::await_change());
+    }
+    let cached_version = release.resource_version().unwrap_or_default();
+    if !ctx
+        .own_writes
+        .caught_up(&key(&release), Written::Release, &cached_version)
+    {
+        debug!("the cached release does not show the last status write yet; waiting for it");
+        return Ok(Requeue::requeue(UNTIL_OWN_WRITE_SEEN));
     }
 
     let (mut observed, logs_needed) = snapshot::observe(&release, &ctx.caches, Timestamp::now());
+    let cached_service_version = observed
+        .active_service
+        .as_ref()
+        .map(|s| s.resource_version.clone())
+        .unwrap_or_default();
+    if !ctx.own_writes.caught_up(
+        &key(&release),
+        Written::ActiveService,
+        &cached_service_version,
+    ) {
+        debug!("the cached active Service does not show the last flip yet; waiting for it");
+        return Ok(Requeue::requeue(UNTIL_OWN_WRITE_SEEN));
+    }
     fetch_log_tails(&ctx.client, &namespace, &mut observed.jobs, &logs_needed).await;
     if observed.active_service.is_none() {
         observed.active_service =
@@ -129,19 +158,32 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
     };
     for action in &plan.actions {
         debug!(action = %action.describe(), "writing");
-        writer.execute(action).await?;
+        if let Some(flipped) = writer.execute(action).await? {
+            ctx.own_writes.record(
+                key(&release),
+                Written::ActiveService,
+                &cached_service_version,
+                &flipped,
+            );
+        }
     }
+    let mut stored_version = None;
     let status_changed = release.status.as_ref() != Some(&plan.status);
     if status_changed {
-        writer.patch_status(&release, &plan.status).await?;
+        stored_version = writer.patch_status(&release, &plan.status).await?;
     }
     if plan.consume_action {
-        writer
+        let consumed = writer
             .consume_action(
                 &release,
                 plan.status.last_action.as_ref().map(|a| a.id.as_str()),
             )
             .await?;
+        stored_version = consumed.or(stored_version);
+    }
+    if let Some(stored) = stored_version {
+        ctx.own_writes
+            .record(key(&release), Written::Release, &cached_version, &stored);
     }
 
     report(&ctx, &release, &plan).await;
@@ -297,9 +339,11 @@ impl Writer {
         }
     }
 
-    pub async fn execute(&self, action: &Action) -> Result<()> {
-        match action {
-            Action::ApplyReplicaSet(rs) => self.apply(rs.as_ref()).await,
+    /// Executes one action. Returns the resourceVersion the active Service was left at when
+    /// the action was the flip: the write the next reconcile must find in the cache.
+    pub async fn execute(&self, action: &Action) -> Result<Option<String>> {
+        let written: Result<()> = match action {
+            Action::ApplyReplicaSet(rs) => self.apply(rs.as_ref()).await.map(drop),
             Action::ReplaceReplicaSet {
                 old_uid,
                 replica_set,
@@ -316,7 +360,7 @@ impl Writer {
                 };
                 ignore_not_found(api.delete(&name, &params).await.map(|_| ()))
                     .map_err(|e| Error::api(format!("delete ReplicaSet {name}"), e))?;
-                self.apply(replica_set.as_ref()).await
+                self.apply(replica_set.as_ref()).await.map(drop)
             }
             Action::ScaleReplicaSet { name, replicas } => {
                 let api: Api<ReplicaSet> = self.api();
@@ -329,7 +373,7 @@ impl Writer {
                 .map_err(|e| Error::api(format!("scale ReplicaSet {name} to {replicas}"), e))?;
                 Ok(())
             }
-            Action::ApplyPreviewService(svc) => self.apply(svc.as_ref()).await,
+            Action::ApplyPreviewService(svc) => self.apply(svc.as_ref()).await.map(drop),
             Action::Flip {
                 service,
                 replica_set,
@@ -337,13 +381,13 @@ impl Writer {
             } => {
                 self.check_flip_target(&service.name_any(), replica_set, *replicas)
                     .await?;
-                self.apply(service.as_ref()).await?;
+                let stored = self.apply(service.as_ref()).await?;
                 info!(
                     service = service.name_any(),
                     target = replica_set,
                     "flipped the active Service"
                 );
-                Ok(())
+                return Ok(Some(stored));
             }
             Action::CreateJob(job) => {
                 let api: Api<Job> = self.api();
@@ -375,10 +419,12 @@ impl Writer {
                 ignore_not_found(api.delete(name, &params).await.map(|_| ()))
                     .map_err(|e| Error::api(format!("delete Job {name}"), e))
             }
-        }
+        };
+        written.map(|()| None)
     }
 
-    async fn apply<K>(&self, obj: &K) -> Result<()>
+    /// Server-side apply; returns the resourceVersion it stored.
+    async fn apply<K>(&self, obj: &K) -> Result<String>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + serde::Serialize
@@ -388,10 +434,11 @@ impl Writer {
     {
         let api: Api<K> = self.api();
         let name = obj.name_any();
-        api.patch(&name, &Self::apply_params(), &Patch::Apply(obj))
+        let stored = api
+            .patch(&name, &Self::apply_params(), &Patch::Apply(obj))
             .await
             .map_err(|e| Error::api(format!("apply {} {name}", K::kind(&())), e))?;
-        Ok(())
+        Ok(stored.resource_version().unwrap_or_default())
     }
 
     /// Invariant 1: re-read the target ReplicaSet from the API server (not the cache)
@@ -428,12 +475,13 @@ impl Writer {
         }
     }
 
-    /// One server-side apply of the whole status (the controller owns all of it).
+    /// One server-side apply of the whole status (the controller owns all of it). Returns
+    /// the resourceVersion it stored.
     pub async fn patch_status(
         &self,
         release: &BlueGreenRelease,
         status: &BlueGreenReleaseStatus,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let api: Api<BlueGreenRelease> = self.api();
         let name = release.name_any();
         let body = json!({
@@ -442,19 +490,21 @@ impl Writer {
             "metadata": {"name": name},
             "status": status,
         });
-        api.patch_status(&name, &Self::apply_params(), &Patch::Apply(body))
+        let stored = api
+            .patch_status(&name, &Self::apply_params(), &Patch::Apply(body))
             .await
             .map_err(|e| Error::api(format!("patch status of {name}"), e))?;
-        Ok(())
+        Ok(stored.resource_version())
     }
 
     /// Removes the action annotations, but only if they still carry the consumed id: a new
     /// action written in the meantime must not be lost (the JSON patch `test` fails then).
+    /// Returns the resourceVersion it stored, if it wrote.
     pub async fn consume_action(
         &self,
         release: &BlueGreenRelease,
         consumed_id: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let api: Api<BlueGreenRelease> = self.api();
         let name = release.name_any();
         let annotations = release.annotations();
@@ -468,7 +518,7 @@ impl Writer {
         match annotations.get(labels::ACTION_ID) {
             Some(id) => {
                 if consumed_id.is_some_and(|c| c != id) {
-                    return Ok(());
+                    return Ok(None);
                 }
                 ops.push(json!({"op": "test", "path": escape(labels::ACTION_ID), "value": id}));
                 ops.push(json!({"op": "remove", "path": escape(labels::ACTION_ID)}));
@@ -484,9 +534,9 @@ impl Writer {
             .patch(&name, &Self::update_params(), &Patch::<()>::Json(patch))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(stored) => Ok(stored.resource_version()),
             // The annotations changed since we read them: the next reconcile sees the new ones.
-            Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => Ok(None),
             Err(e) => Err(Error::api(
                 format!("remove action annotations of {name}"),
                 e,

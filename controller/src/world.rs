@@ -87,6 +87,8 @@ impl ReplicaSetView {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ServiceView {
     pub name: String,
+    /// Lets a reconcile tell whether the cache shows the controller's own last flip.
+    pub resource_version: String,
     pub selector: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<k8s_openapi::api::core::v1::ServicePort>,
@@ -252,6 +254,7 @@ pub fn service_view(svc: &Service) -> ServiceView {
     let spec = svc.spec.as_ref();
     ServiceView {
         name: svc.metadata.name.clone().unwrap_or_default(),
+        resource_version: svc.metadata.resource_version.clone().unwrap_or_default(),
         selector: spec.and_then(|s| s.selector.clone()).unwrap_or_default(),
         labels: svc.metadata.labels.clone().unwrap_or_default(),
         ports: spec.and_then(|s| s.ports.clone()).unwrap_or_default(),

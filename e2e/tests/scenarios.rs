@@ -526,3 +526,111 @@ async fn a_restarted_controller_writes_nothing_for_settled_releases() {
         "the warm standby is remembered"
     );
 }
+
+/// Many releases upgraded at once: every rollout runs its smoke test exactly once and
+/// writes its status in step with the phases. A reconcile started by a child's event before
+/// the release cache showed the last status write used to plan from that older status: the
+/// rollout started again under a new start time, its Job was deleted and created again, and
+/// the status was written over the newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_upgrades_run_each_smoke_test_once() {
+    const RELEASES: usize = 20;
+    let f = Fixture::start("concurrent").await;
+    let _controller = f.env.start_controller().unwrap();
+    let named = |i: usize, image: &str| {
+        let mut r = release(image, 0);
+        let name = format!("shop-{i}");
+        r["metadata"]["name"] = json!(name);
+        r["spec"]["template"]["metadata"]["labels"]["app"] = json!(name);
+        r["spec"]["service"]["name"] = json!(name);
+        r["spec"]["replicas"] = json!(1);
+        r
+    };
+    let stable_on = |version: &'static str| {
+        let releases = f.releases.clone();
+        async move {
+            eventually(
+                &format!("{RELEASES} releases Stable on {version}"),
+                TIMEOUT,
+                || {
+                    let releases = releases.clone();
+                    async move {
+                        let list = releases
+                            .list(&Default::default())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let stable = list
+                            .items
+                            .iter()
+                            .filter(|r| {
+                                r.status.as_ref().is_some_and(|s| {
+                                    s.phase == Some(Phase::Stable)
+                                        && s.active_version.as_deref() == Some(version)
+                                })
+                            })
+                            .count();
+                        Ok((stable == RELEASES).then_some(()))
+                    }
+                },
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let create = |manifest: Value| {
+        let releases = f.releases.clone();
+        async move {
+            let release: BlueGreenRelease = serde_json::from_value(manifest).unwrap();
+            releases
+                .create(&PostParams::default(), &release)
+                .await
+                .unwrap();
+        }
+    };
+    futures::future::join_all((0..RELEASES).map(|i| create(named(i, "shop:1")))).await;
+    stable_on("1").await;
+
+    let sim = f.env.kubesim().unwrap();
+    let since = sim.audit_next_seq();
+    let upgrade = |i: usize| {
+        let releases = f.releases.clone();
+        async move {
+            let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "shop", "image": "shop:2"}]}}}});
+            releases
+                .patch(
+                    &format!("shop-{i}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    futures::future::join_all((0..RELEASES).map(upgrade)).await;
+    stable_on("2").await;
+
+    let ours: Vec<kubesim::AuditEntry> = sim
+        .audit_since(since)
+        .into_iter()
+        .filter(|e| e.field_manager == labels::FIELD_MANAGER && e.code < 400)
+        .collect();
+    let job_creates = ours
+        .iter()
+        .filter(|e| e.verb == "create" && e.resource == "jobs")
+        .count();
+    assert_eq!(
+        job_creates, RELEASES,
+        "one smoke-test Job per upgrade, none recreated"
+    );
+    for r in f.releases.list(&Default::default()).await.unwrap().items {
+        let status = r.status.unwrap();
+        let outcomes: Vec<Outcome> = status.history.iter().map(|h| h.outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![Outcome::Promoted, Outcome::Promoted],
+            "{}: no rollout started twice or superseded by itself: {:?}",
+            r.metadata.name.unwrap_or_default(),
+            status.history
+        );
+    }
+}
