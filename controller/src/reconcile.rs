@@ -57,7 +57,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per release, for backoff per error class.
     failures: Mutex<HashMap<(String, String), u32>>,
-    /// Each release's last write by a reconcile, until the release cache shows it.
+    /// Each release's last status write and flip, until the caches show them.
     own_writes: OwnWrites,
     /// False until every cache has its first full list. Planning from a half-filled cache
     /// would take a missing ReplicaSet for a deleted one (and forget a warm standby).
@@ -91,8 +91,8 @@ impl Context {
 
 /// How soon a reconcile that arrived before the caches were filled is tried again.
 const UNTIL_SYNCED: Duration = Duration::from_millis(250);
-/// How soon a reconcile that found its release's last write not yet cached is tried again
-/// at the latest (the watch event that brings the write starts it sooner).
+/// How soon a reconcile that found its own last write not yet cached is tried again at the
+/// latest (the watch event that brings the write starts it sooner).
 const UNTIL_OWN_WRITE_SEEN: Duration = Duration::from_secs(1);
 
 fn key(release: &BlueGreenRelease) -> (String, String) {
@@ -115,11 +115,9 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
         ctx.own_writes.forget(&key(&release));
         return Ok(Requeue::await_change());
     }
+    let behind = |what, cached: &str| !ctx.own_writes.caught_up(&key(&release), what, cached);
     let cached_version = release.resource_version().unwrap_or_default();
-    if !ctx
-        .own_writes
-        .caught_up(&key(&release), Written::Release, &cached_version)
-    {
+    if behind(Written::Release, &cached_version) {
         debug!("the cached release does not show the last status write yet; waiting for it");
         return Ok(Requeue::requeue(UNTIL_OWN_WRITE_SEEN));
     }
@@ -130,11 +128,7 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
         .as_ref()
         .map(|s| s.resource_version.clone())
         .unwrap_or_default();
-    if !ctx.own_writes.caught_up(
-        &key(&release),
-        Written::ActiveService,
-        &cached_service_version,
-    ) {
+    if behind(Written::ActiveService, &cached_service_version) {
         debug!("the cached active Service does not show the last flip yet; waiting for it");
         return Ok(Requeue::requeue(UNTIL_OWN_WRITE_SEEN));
     }
