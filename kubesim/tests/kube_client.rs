@@ -197,6 +197,57 @@ async fn stale_replace_is_a_conflict() {
     assert_eq!(cms.get("c").await.unwrap().data.unwrap()["v"], "3");
 }
 
+/// An apply configuration that names a resourceVersion is a conditional update, as on a
+/// real API server; without one it applies unconditionally.
+#[tokio::test]
+async fn stale_apply_with_a_resource_version_is_a_conflict() {
+    let server = kubesim::Server::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
+    let apply = |rv: Option<&str>, v: &str| {
+        let mut cfg = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "l"}, "data": {"holder": v}});
+        if let Some(rv) = rv {
+            cfg["metadata"]["resourceVersion"] = json!(rv);
+        }
+        cfg
+    };
+    let first = cms
+        .patch(
+            "l",
+            &PatchParams::apply("a"),
+            &Patch::Apply(&apply(None, "a")),
+        )
+        .await
+        .unwrap();
+    let rv = first.metadata.resource_version.clone().unwrap();
+    cms.patch(
+        "l",
+        &PatchParams::apply("a"),
+        &Patch::Apply(&apply(Some(&rv), "b")),
+    )
+    .await
+    .expect("the current resourceVersion applies");
+    let (code, reason, _) = api_code(
+        cms.patch(
+            "l",
+            &PatchParams::apply("a"),
+            &Patch::Apply(&apply(Some(&rv), "c")),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert_eq!(cms.get("l").await.unwrap().data.unwrap()["holder"], "b");
+    cms.patch(
+        "l",
+        &PatchParams::apply("a"),
+        &Patch::Apply(&apply(None, "d")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cms.get("l").await.unwrap().data.unwrap()["holder"], "d");
+}
+
 #[tokio::test]
 async fn ssa_conflict_between_managers_and_force_wins() {
     let server = kubesim::Server::start().await.unwrap();

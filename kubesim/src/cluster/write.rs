@@ -395,6 +395,9 @@ impl Cluster {
             let managed = merged.pointer("/metadata/managedFields").cloned();
             return self.create_locked(st, def, version, ns, merged, opts, managed);
         };
+        // An apply configuration naming a resourceVersion is a conditional update, as on a
+        // real API server.
+        check_resource_version(def, name, &config, &old)?;
         let live = convert::from_storage(def, version, &old);
         let merged = apply::apply(ApplyRequest {
             live,
