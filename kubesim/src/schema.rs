@@ -25,7 +25,11 @@ pub fn apply(obj: &mut Value, schema: &Value, old: Option<&Value>) -> Outcome {
     let mut causes = Vec::new();
     match (obj.as_object(), old.and_then(Value::as_object)) {
         (Some(map), Some(old)) => {
-            validate_object(map, schema, &At::Root, true, Some(old), &mut causes)
+            let ratchet = Ratchet {
+                old,
+                known_unchanged: &unchanged,
+            };
+            validate_object(map, schema, &At::Root, true, Some(ratchet), &mut causes)
         }
         _ => validate(obj, schema, &At::Root, true, &mut causes),
     }
@@ -47,6 +51,21 @@ fn flag(s: &Value, name: &str) -> bool {
 /// Fields the apiserver keeps on any object regardless of schema.
 fn is_meta_field(key: &str) -> bool {
     matches!(key, "apiVersion" | "kind" | "metadata")
+}
+
+/// The stored object an update is validated against: its top-level fields left as they
+/// were are not validated again. `known_unchanged` were found equal before defaulting and
+/// need no second comparison (a status write would otherwise compare the spec twice).
+#[derive(Clone, Copy)]
+struct Ratchet<'a> {
+    old: &'a Map<String, Value>,
+    known_unchanged: &'a [String],
+}
+
+impl Ratchet<'_> {
+    fn unchanged(&self, key: &str, value: &Value) -> bool {
+        self.known_unchanged.iter().any(|k| k == key) || self.old.get(key) == Some(value)
+    }
 }
 
 /// `default_and_prune` of the whole object, leaving the top-level fields in `skip` alone.
@@ -385,7 +404,7 @@ fn validate_object(
     s: &Value,
     path: &At<'_>,
     root: bool,
-    unchanged_from: Option<&Map<String, Value>>,
+    ratchet: Option<Ratchet<'_>>,
     out: &mut Vec<Cause>,
 ) {
     for req in s
@@ -412,7 +431,7 @@ fn validate_object(
         if embedded && is_meta_field(k) {
             continue;
         }
-        if unchanged_from.is_some_and(|old| old.get(k) == Some(cv)) {
+        if ratchet.is_some_and(|r| r.unchanged(k, cv)) {
             continue;
         }
         if let Some(ps) = props.and_then(|p| p.get(k)) {
