@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use bluegreen_crd::{
     BlueGreenRelease, BlueGreenReleaseStatus, Color, HistoryEntry, Outcome, Phase, RolloutStatus,
-    revision::revision_of, validate::validate,
+    SmokeTestPhase, SmokeTestStatus, revision::revision_of, validate::validate,
 };
 use k8s_openapi::{
     api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Service},
@@ -355,19 +355,38 @@ impl<'a> Planner<'a> {
         }
         let id = rollout_id(rollout);
         let now = self.now();
-        for entry in &mut self.status.smoke_tests {
+        // One entry per test of the spec, as `run_smoke_tests` builds them: a status that
+        // never recorded a test (its Job was created by a controller killed before its status
+        // write) gets the entry from the Job (invariant 6: no lost history).
+        let mut entries = Vec::with_capacity(self.release.spec.smoke_tests.len());
+        for test in &self.release.spec.smoke_tests {
+            let job = crate::desired::job_name(self.release, &test.name, &rollout.revision);
+            let mut entry = self
+                .status
+                .smoke_tests
+                .iter()
+                .find(|t| t.name == test.name)
+                .cloned()
+                .unwrap_or(SmokeTestStatus {
+                    name: test.name.clone(),
+                    job: job.clone(),
+                    phase: SmokeTestPhase::Pending,
+                    started_at: None,
+                    finished_at: None,
+                    message: None,
+                });
             let succeeded = self.obs.jobs.iter().any(|j| {
-                j.name == entry.job
-                    && j.rollout == id
-                    && j.state == crate::world::JobState::Succeeded
+                j.name == job && j.rollout == id && j.state == crate::world::JobState::Succeeded
             });
-            if succeeded && entry.phase != bluegreen_crd::SmokeTestPhase::Succeeded {
-                entry.phase = bluegreen_crd::SmokeTestPhase::Succeeded;
+            if succeeded && entry.phase != SmokeTestPhase::Succeeded {
+                entry.phase = SmokeTestPhase::Succeeded;
                 entry.started_at.get_or_insert_with(|| now.clone());
                 entry.finished_at = Some(now.clone());
                 entry.message = None;
             }
+            entries.push(entry);
         }
+        self.status.smoke_tests = entries;
     }
 
     /// Records a finished flip: history, the previous color becomes the warm standby.
@@ -432,6 +451,7 @@ impl<'a> Planner<'a> {
     ) {
         let now = self.now();
         self.cancel_jobs(rollout);
+        self.mark_unfinished_tests_cancelled(reason, &now);
         self.push_history(HistoryEntry {
             revision: rollout.revision.clone(),
             version: rollout.version.clone(),
@@ -529,6 +549,23 @@ impl<'a> Planner<'a> {
                     name: job.name.clone(),
                     uid: job.uid.clone(),
                 });
+            }
+        }
+    }
+
+    /// Tests that had not finished when their rollout ended are `Cancelled`, not left
+    /// `Running` behind a deleted Job. Their entries are kept as the stored status had them
+    /// (see `run_smoke_tests`), so a controller killed after deleting a Job and before its
+    /// status write records the same entry on restart (invariant 6).
+    fn mark_unfinished_tests_cancelled(&mut self, reason: &str, now: &Time) {
+        for entry in &mut self.status.smoke_tests {
+            if matches!(
+                entry.phase,
+                SmokeTestPhase::Pending | SmokeTestPhase::Running
+            ) {
+                entry.phase = SmokeTestPhase::Cancelled;
+                entry.finished_at = Some(now.clone());
+                entry.message = Some(format!("cancelled before it finished: {reason}"));
             }
         }
     }

@@ -221,7 +221,9 @@ pub struct RolloutStatus {
     pub promote_requested: bool,
 }
 
-/// Phase of one smoke test.
+/// Phase of one smoke test. `Skipped`: the revision already passed its tests (a rollback);
+/// `Cancelled`: the rollout ended (another test failed, the deadline passed, an abort)
+/// before this test finished, and its Job was deleted.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SmokeTestPhase {
     Pending,
@@ -229,6 +231,7 @@ pub enum SmokeTestPhase {
     Succeeded,
     Failed,
     Skipped,
+    Cancelled,
 }
 
 /// Result of one smoke test of the current rollout.

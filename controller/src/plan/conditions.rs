@@ -138,6 +138,16 @@ fn smoke_tests_condition(p: &Planner<'_>) -> (bool, &'static str, String) {
             format!("smoke test '{}' failed", failed.name),
         );
     }
+    if let Some(cancelled) = tests.iter().find(|t| t.phase == SmokeTestPhase::Cancelled) {
+        return (
+            false,
+            "Cancelled",
+            format!(
+                "smoke test '{}' was cancelled before it finished",
+                cancelled.name
+            ),
+        );
+    }
     if let Some(r) = &p.status.rollout
         && r.tests_passed_at.is_none()
     {

@@ -462,11 +462,13 @@ impl Harness {
             "invariant 9: changing replicas to {replicas} creates {started:?}"
         );
         if let Some(r) = &after.status.rollout {
-            // The rollout in flight, or one the old spec starts (and may finish at once).
+            // The rollout in flight, or one the old spec starts (and may finish at once). A
+            // new test round of the same rollout is not a new rollout: the new size may find
+            // the cold color short of pods it lost before the change (invariant 8).
             let mut known: BTreeSet<_> = [&stored.rollout, &before.status.rollout]
                 .into_iter()
                 .flatten()
-                .map(rollout_key)
+                .map(rollout_start)
                 .collect();
             known.extend(
                 before
@@ -476,7 +478,7 @@ impl Harness {
                     .map(|h| (h.revision.clone(), h.started_at.0.to_string())),
             );
             check!(
-                known.contains(&rollout_key(r)),
+                known.contains(&rollout_start(r)),
                 "invariant 9: changing replicas to {replicas} starts rollout {:?}",
                 r
             );
@@ -818,6 +820,11 @@ fn rollout_key(r: &RolloutStatus) -> (String, String) {
     (r.revision.clone(), rollout_id(r))
 }
 
+/// A rollout whatever its test round: its revision and start.
+fn rollout_start(r: &RolloutStatus) -> (String, String) {
+    (r.revision.clone(), r.started_at.0.to_string())
+}
+
 /// The world and the status a release ends in (uids and generations aside).
 #[derive(Debug, PartialEq)]
 struct EndState {
@@ -948,5 +955,76 @@ proptest! {
     #[test]
     fn a_replicas_change_is_always_a_scale(setup in setup(), events in prop::collection::vec(event(2, 8), 1..40)) {
         run(&setup, &events)?;
+    }
+}
+
+/// Minimal failing inputs the properties once found, replayed on every run.
+mod found {
+    use super::*;
+
+    fn setup(tests: usize, replicas: i32) -> Setup {
+        Setup {
+            tests,
+            replicas,
+            preview_replicas: None,
+            standby_replicas: 0,
+            scale_down_delay: 0,
+            progress_deadline: 60,
+            auto_promote_after: 0,
+            manual: false,
+            retest_on_rollback: false,
+            history_limit: 1,
+            adopted: false,
+            warm: 0,
+        }
+    }
+
+    /// A first release whose Jobs were created by a killed controller (no status recorded
+    /// them), then one test fails and the controller is killed again right after cancelling
+    /// the other: the cancelled test's entry must not depend on whether the status write of
+    /// the failure happened.
+    #[test]
+    fn killed_after_cancelling_a_test_of_a_failed_rollout() {
+        let events = [
+            Event::Reconcile,
+            Event::Settle,
+            Event::Crash { at: 2 },
+            Event::FinishJob { pick: 0, ok: false },
+            Event::Crash { at: 1 },
+        ];
+        run(&setup(2, 1), &events).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The Job was created by a killed controller (no status entry), passes, and the
+    /// controller is killed again right after the flip: the restart records the test.
+    #[test]
+    fn killed_after_a_flip_whose_test_no_status_recorded() {
+        let events = [
+            Event::Reconcile,
+            Event::Settle,
+            Event::Crash { at: 0 },
+            Event::Crash { at: 1 },
+            Event::FinishJob { pick: 0, ok: true },
+            Event::Crash { at: 5 },
+        ];
+        run(&setup(1, 1), &events).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The cold color loses a pod during tests while a smaller spec.replicas hides it; the
+    /// size asked for again finds it short and starts a new test round of the same rollout.
+    #[test]
+    fn a_replicas_change_that_unmasks_lost_availability_is_a_new_test_round() {
+        let events = [
+            Event::Reconcile,
+            Event::Settle,
+            Event::Reconcile,
+            Event::Partial {
+                color: Color::Blue,
+                missing: 1,
+            },
+            Event::Replicas(1),
+            Event::Replicas(4),
+        ];
+        run(&setup(1, 4), &events).unwrap_or_else(|e| panic!("{e}"));
     }
 }

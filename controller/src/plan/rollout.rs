@@ -470,9 +470,15 @@ impl Planner<'_> {
                             uid: job.uid.clone(),
                         });
                     }
-                    entry.phase = SmokeTestPhase::Pending;
+                    if !failing {
+                        entry.phase = SmokeTestPhase::Pending;
+                    }
                 }
                 Some(job) => match &job.state {
+                    // About to be cancelled: its entry stays as stored, as it will be found
+                    // when a controller killed after the cancellation restarts (the Job is
+                    // gone then, the `None if failing` arm).
+                    JobState::Running if failing => {}
                     JobState::Running => {
                         entry.phase = SmokeTestPhase::Running;
                         if entry.started_at.is_none() {

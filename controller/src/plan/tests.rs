@@ -511,6 +511,14 @@ fn abort_cancels_tests_scales_the_cold_color_down_and_blocks_the_revision() {
         condition(&sim, "Stalled"),
         ("True".into(), "Aborted".into())
     );
+    let test = &sim.status().smoke_tests[0];
+    assert_eq!(test.phase, SmokeTestPhase::Cancelled, "{test:?}");
+    assert!(test.finished_at.is_some());
+    assert_eq!(
+        condition(&sim, "SmokeTestsPassed"),
+        ("False".into(), "Cancelled".into()),
+        "a test cut short has not passed"
+    );
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
 
     sim.request("abort", "a-2");
