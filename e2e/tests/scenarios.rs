@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use bluegreen_crd::{ActionResult, BlueGreenRelease, Color, Outcome, Phase, labels};
+use bluegreen_crd::{
+    ActionResult, BlueGreenRelease, Color, Outcome, Phase, SmokeTestPhase, labels,
+};
 use bluegreen_e2e::{Env, eventually};
 use k8s_openapi::api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Service};
 use kube::{
@@ -143,7 +145,19 @@ async fn a_failed_smoke_test_never_reaches_customers() {
     let blue = f.stable("1").await;
     let live = f.active_selector().await;
 
-    f.apply(&release("shop:2", 1));
+    // A second, long test is running when the first fails: it is cancelled.
+    let mut failing = release("shop:2", 1);
+    failing["spec"]["smokeTests"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "name": "load",
+            "template": {
+                "metadata": {"annotations": {"kubesim.dev/run-ms": "600000"}},
+                "spec": {"containers": [{"name": "t", "image": "k6:1"}]}
+            }
+        }));
+    f.apply(&failing);
     let status = f
         .status_when("Failed", |s| s.phase == Some(Phase::Failed))
         .await;
@@ -152,6 +166,38 @@ async fn a_failed_smoke_test_never_reaches_customers() {
         live,
         "the active Service is untouched"
     );
+    let tests: Vec<_> = status
+        .smoke_tests
+        .iter()
+        .map(|t| (t.name.as_str(), t.phase))
+        .collect();
+    assert_eq!(
+        tests,
+        [
+            ("smoke", SmokeTestPhase::Failed),
+            ("load", SmokeTestPhase::Cancelled)
+        ]
+    );
+    eventually("the cancelled test's Job deleted", TIMEOUT, || async {
+        let jobs = f
+            .jobs
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(jobs
+            .items
+            .iter()
+            .all(|j| {
+                !j.metadata
+                    .name
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("shop-load-")
+            })
+            .then_some(()))
+    })
+    .await
+    .unwrap();
     assert_eq!(status.active_revision, blue.active_revision);
     let message = status.message.clone().unwrap();
     assert!(
