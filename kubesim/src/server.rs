@@ -13,7 +13,7 @@ use crate::audit::{Audit, AuditEntry};
 use crate::cluster::Cluster;
 use crate::faults::{Fault, Faults};
 use crate::handlers::{self, Shared};
-use crate::store::DEFAULT_HISTORY;
+use crate::store::{DEFAULT_HISTORY, DEFAULT_WATCH_BUFFER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -34,6 +34,7 @@ pub enum ServerError {
 pub struct ServerBuilder {
     addr: SocketAddr,
     history: usize,
+    watch_buffer: usize,
     simulate: bool,
     cel: bool,
 }
@@ -43,6 +44,7 @@ impl Default for ServerBuilder {
         ServerBuilder {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             history: DEFAULT_HISTORY,
+            watch_buffer: DEFAULT_WATCH_BUFFER,
             simulate: true,
             cel: true,
         }
@@ -59,6 +61,13 @@ impl ServerBuilder {
     /// How many events are kept for watch resumption before 410 Expired.
     pub fn watch_history(mut self, events: usize) -> Self {
         self.history = events.max(1);
+        self
+    }
+
+    /// How many events a watch stream may fall behind before it catches up from the
+    /// history (it re-lists only when it is behind the history too).
+    pub fn watch_buffer(mut self, events: usize) -> Self {
+        self.watch_buffer = events.max(1);
         self
     }
 
@@ -87,7 +96,7 @@ impl ServerBuilder {
             addr: self.addr,
             source,
         })?;
-        let cluster = Cluster::new(self.history);
+        let cluster = Cluster::new(self.history, self.watch_buffer);
         cluster.set_evaluate_cel(self.cel);
         let (close_watches, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::registry::{GroupResource, Registry};
 
@@ -74,7 +74,10 @@ impl StoreEvent {
 
 /// Default number of events kept for watch resumption.
 pub const DEFAULT_HISTORY: usize = 20_000;
-const BROADCAST_CAPACITY: usize = 65_536;
+/// Default number of events a watch stream may fall behind the store before it catches up
+/// from the history. The ring keeps every event it holds alive (with the object versions
+/// they carry), so it is kept small; the history is the one long record.
+pub const DEFAULT_WATCH_BUFFER: usize = 4_096;
 
 /// Objects are shared, not copied: a read, a watch event and the simulated controllers
 /// all hold the same allocation (copies of stored JSON were most of kubesim's CPU).
@@ -89,13 +92,18 @@ pub struct Store {
     history_cap: usize,
     /// A watch may resume from any rv >= horizon; older ones get 410 Expired.
     horizon: u64,
+    /// Watch streams: a bounded ring; a stream that falls behind it catches up from the
+    /// history.
     tx: broadcast::Sender<Arc<StoreEvent>>,
+    /// In-process consumers that must see every event in order (the simulated controllers,
+    /// the bench's clocks): unbounded, so they never lag. A closed one is dropped.
+    feeds: Vec<mpsc::UnboundedSender<Arc<StoreEvent>>>,
     pub registry: Registry,
 }
 
 impl Store {
-    pub fn new(history_cap: usize) -> Self {
-        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+    pub fn new(history_cap: usize, watch_buffer: usize) -> Self {
+        let (tx, _) = broadcast::channel(watch_buffer.max(1));
         Store {
             rv: 1,
             objects: HashMap::new(),
@@ -104,6 +112,7 @@ impl Store {
             history_cap,
             horizon: 1,
             tx,
+            feeds: Vec::new(),
             registry: Registry::with_builtins(),
         }
     }
@@ -116,8 +125,16 @@ impl Store {
         self.horizon
     }
 
+    /// Events for a watch stream, which may lag (see `tx`).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoreEvent>> {
         self.tx.subscribe()
+    }
+
+    /// Every event from now on, none ever dropped (see `feeds`).
+    pub fn feed(&mut self) -> mpsc::UnboundedReceiver<Arc<StoreEvent>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.feeds.push(tx);
+        rx
     }
 
     pub fn get(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<&Value> {
@@ -295,6 +312,7 @@ impl Store {
                 self.horizon = old.rv;
             }
         }
+        self.feeds.retain(|feed| feed.send(ev.clone()).is_ok());
         // No receivers is fine: nobody watches yet.
         let _ = self.tx.send(ev);
     }

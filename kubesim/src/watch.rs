@@ -263,9 +263,22 @@ pub fn start(
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // This watcher fell behind the retained events: it must re-list.
-                        let _ = tx.send(Ok(expired_line(&progress.to_string(), progress))).await;
-                        return;
+                        // This watcher fell behind the broadcast ring: it catches up from
+                        // the store's history, as a client resuming from its last version
+                        // would. Only a gap beyond the history makes it re-list.
+                        let backlog = cluster.lock().events_since(progress);
+                        let Some(backlog) = backlog else {
+                            let _ = tx.send(Ok(expired_line(&progress.to_string(), progress))).await;
+                            return;
+                        };
+                        for ev in backlog {
+                            progress = ev.rv;
+                            if let Some(kind) = filter.translate(&ev)
+                                && tx.send(Ok(filter.event_line(kind, &ev))).await.is_err()
+                            {
+                                return;
+                            }
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },

@@ -1,8 +1,8 @@
 //! Monotonic timestamps of the store events the latency figures are made of.
 //!
-//! Method: the bench runs kubesim in-process and subscribes to its store's broadcast
-//! channel (the one kubesim's own watches fan out from). A dedicated OS thread blocks on
-//! that channel and stamps each relevant event with `Instant::now()` the moment it
+//! Method: the bench runs kubesim in-process and takes its store's lossless event feed
+//! (the one kubesim's simulated controllers run on). A dedicated OS thread blocks on
+//! that feed and stamps each relevant event with `Instant::now()` the moment it
 //! arrives, so a stamp is "kubesim stored this write" plus a thread wake-up (microseconds),
 //! with no HTTP, JSON or tokio scheduling in between. Recorded:
 //! - a smoke-test Job whose status gains `Complete=True` (the write by kubesim's Job
@@ -14,16 +14,12 @@
 //! kubesim's audit log has no timestamps and does not see the Job controller's writes
 //! (they are not API requests), which is why the store, not the audit log, is the clock.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kubesim::cluster::Cluster;
 use kubesim::store::StoreEvent;
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 
 const RELEASE_LABEL: &str = "bluegreen.dev/release";
 const REVISION_LABEL: &str = "bluegreen.dev/revision";
@@ -52,7 +48,6 @@ pub struct Mark {
 #[derive(Clone, Default)]
 pub struct Timeline {
     marks: Arc<Mutex<Vec<Mark>>>,
-    lagged: Arc<AtomicU64>,
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -131,26 +126,19 @@ impl Timeline {
     /// Subscribes to `cluster`'s store; the recording thread ends with the store.
     pub fn start(cluster: &Cluster) -> Timeline {
         let timeline = Timeline::default();
-        let mut events = cluster.lock().subscribe();
+        // The store's lossless feed: the recorder never misses an event.
+        let mut events = cluster.lock().feed();
         let recorder = timeline.clone();
         std::thread::Builder::new()
             .name("bench-timeline".into())
             .spawn(move || {
-                loop {
-                    match events.blocking_recv() {
-                        Ok(event) => {
-                            if let Some(mark) = mark_of(&event) {
-                                recorder
-                                    .marks
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .push(mark);
-                            }
-                        }
-                        Err(RecvError::Lagged(n)) => {
-                            recorder.lagged.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(RecvError::Closed) => return,
+                while let Some(event) = events.blocking_recv() {
+                    if let Some(mark) = mark_of(&event) {
+                        recorder
+                            .marks
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(mark);
                     }
                 }
             })
@@ -166,10 +154,5 @@ impl Timeline {
     pub fn since(&self, position: usize) -> Vec<Mark> {
         let marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
         marks[position.min(marks.len())..].to_vec()
-    }
-
-    /// Events the recorder missed because it fell behind (would make figures incomplete).
-    pub fn lagged(&self) -> u64 {
-        self.lagged.load(Ordering::Relaxed)
     }
 }

@@ -78,12 +78,6 @@ async fn main() {
         );
         rows.extend(figures::idle::run(&lab, &cfg).await);
     }
-    if lab.timeline.lagged() > 0 {
-        rows.push(Row::new(
-            "store timeline events lost",
-            lab.timeline.lagged().to_string(),
-        ));
-    }
     let wall = started.elapsed().as_secs_f64();
     progress("done", started);
 

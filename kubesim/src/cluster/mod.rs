@@ -137,9 +137,9 @@ fn same_content(a: &Value, b: &Value) -> bool {
 }
 
 impl Cluster {
-    pub fn new(history: usize) -> Arc<Self> {
+    pub fn new(history: usize, watch_buffer: usize) -> Arc<Self> {
         let c = Arc::new(Cluster {
-            store: Mutex::new(Store::new(history)),
+            store: Mutex::new(Store::new(history, watch_buffer)),
             ips: IpAllocator::default(),
             evaluate_cel: AtomicBool::new(false),
         });

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::cluster::{Cluster, DeleteOpts, Sub, WriteOpts};
@@ -55,7 +55,7 @@ enum Work {
 }
 
 pub fn spawn(cluster: Arc<Cluster>) -> JoinHandle<()> {
-    let events = cluster.lock().subscribe();
+    let events = cluster.lock().feed();
     tokio::spawn(async move {
         let (tx, rx) = mpsc::unbounded_channel();
         let sim = Sim::new(cluster, tx);
@@ -104,17 +104,16 @@ impl Sim {
 
     async fn run(
         self,
-        mut events: broadcast::Receiver<Arc<StoreEvent>>,
+        mut events: mpsc::UnboundedReceiver<Arc<StoreEvent>>,
         mut rx: mpsc::UnboundedReceiver<Work>,
     ) {
+        // What was stored before the feed started; every later event comes in order.
         self.resync();
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Ok(ev) => self.on_event(&ev),
-                    // Missed events: reconcile everything rather than guess.
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.resync(),
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Some(ev) => self.on_event(&ev),
+                    None => return,
                 },
                 Some(w) = rx.recv() => self.handle(w),
             }

@@ -58,7 +58,6 @@ struct Measured {
     create_cpu: CpuSplit,
     upgrade_cpu: CpuSplit,
     upgrade_requests: Requests,
-    timeline_lagged: u64,
 }
 
 /// The controller's API requests over the upgrade window, per release: how its work (and
@@ -166,11 +165,8 @@ impl Measured {
         if let Some(r) = ratio {
             value.push_str(&format!(" ({r:.1}× floor p50)"));
         }
-        if self.unmatched > 0 || self.timeline_lagged > 0 {
-            value.push_str(&format!(
-                " [{} unmatched, {} events lost]",
-                self.unmatched, self.timeline_lagged
-            ));
+        if self.unmatched > 0 {
+            value.push_str(&format!(" [{} unmatched]", self.unmatched));
         }
         let reference = match floor_p50 {
             Some(f) => format!("floor p50 {}; target: small multiple", fmt_duration(f)),
@@ -185,7 +181,6 @@ impl Measured {
                     "latency": self.latencies.json(),
                     "ratio_to_floor_p50": ratio,
                     "unmatched": self.unmatched,
-                    "timeline_events_lost": self.timeline_lagged,
                     "first_stable_s": self.first_stable.as_secs_f64(),
                     "upgrade_wall_s": self.upgrade_wall.as_secs_f64(),
                 })),
@@ -305,7 +300,6 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
         })
         .collect();
     let position = lab.timeline.position();
-    let lagged_before = lab.timeline.lagged();
     let cpu_start = CpuSplit::reading(&controller)?;
     let audit_start = lab.server.audit_next_seq();
     let start = Instant::now();
@@ -346,6 +340,5 @@ async fn measure(lab: &Lab, cfg: &BenchConfig, n: usize) -> BenchResult<Measured
         create_cpu,
         upgrade_cpu,
         upgrade_requests,
-        timeline_lagged: lab.timeline.lagged() - lagged_before,
     })
 }

@@ -88,7 +88,7 @@ async fn measure(lab: &Lab, cfg: &BenchConfig) -> BenchResult<Vec<Row>> {
     let position = lab.timeline.position();
     // Every store write, API request or simulated controller alike: what kubesim did for
     // the promotion beyond answering the controller.
-    let mut store_events = lab.server.cluster().lock().subscribe();
+    let mut store_events = lab.server.cluster().lock().feed();
     releases::set_version(&lab.client, NS, &name, "2.0.0").await?;
     // Stable on 2.0.0, and the previous color scaled down after the 1 s delay.
     wait_for(
