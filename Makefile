@@ -25,8 +25,11 @@ $(TOOLS)/.stamp:
 	touch $@
 
 ## crds: regenerate the CRD YAML (the test suite fails when the committed file is stale)
+## Written through a temporary file: a failed or interrupted build must not empty the CRD.
 crds:
-	cargo run --quiet -p bluegreen-crd --bin crdgen > $(CRD_YAML)
+	@mkdir -p target
+	cargo run --quiet -p bluegreen-crd --bin crdgen > target/crd.yaml.tmp
+	mv target/crd.yaml.tmp $(CRD_YAML)
 
 lint:
 	cargo fmt --all -- --check
