@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use bluegreen_crd::{
     BlueGreenRelease, BlueGreenReleaseStatus, Color, HistoryEntry, Outcome, Phase, RolloutStatus,
-    SmokeTestPhase, SmokeTestStatus, revision::revision_of, validate::validate,
+    SmokeTestPhase, revision::revision_of, validate::validate,
 };
 use k8s_openapi::{
     api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Service},
@@ -361,20 +361,7 @@ impl<'a> Planner<'a> {
         let mut entries = Vec::with_capacity(self.release.spec.smoke_tests.len());
         for test in &self.release.spec.smoke_tests {
             let job = crate::desired::job_name(self.release, &test.name, &rollout.revision);
-            let mut entry = self
-                .status
-                .smoke_tests
-                .iter()
-                .find(|t| t.name == test.name)
-                .cloned()
-                .unwrap_or(SmokeTestStatus {
-                    name: test.name.clone(),
-                    job: job.clone(),
-                    phase: SmokeTestPhase::Pending,
-                    started_at: None,
-                    finished_at: None,
-                    message: None,
-                });
+            let mut entry = rollout::stored_or_pending(&self.status.smoke_tests, &test.name, &job);
             let succeeded = self.obs.jobs.iter().any(|j| {
                 j.name == job && j.rollout == id && j.state == crate::world::JobState::Succeeded
             });

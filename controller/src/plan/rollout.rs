@@ -426,20 +426,7 @@ impl Planner<'_> {
         let mut failure = None;
         for test in &self.release.spec.smoke_tests {
             let name = desired::job_name(self.release, &test.name, &r.revision);
-            let previous = self
-                .status
-                .smoke_tests
-                .iter()
-                .find(|t| t.name == test.name)
-                .cloned();
-            let mut entry = previous.clone().unwrap_or(SmokeTestStatus {
-                name: test.name.clone(),
-                job: name.clone(),
-                phase: SmokeTestPhase::Pending,
-                started_at: None,
-                finished_at: None,
-                message: None,
-            });
+            let mut entry = stored_or_pending(&self.status.smoke_tests, &test.name, &name);
             match self.obs.jobs.iter().find(|j| j.name == name) {
                 None if failing => {}
                 None => {
@@ -656,6 +643,26 @@ enum TestsOutcome {
     Passed,
     Waiting,
     Failed,
+}
+
+/// A test's entry as the status has it, or a new `Pending` one for Job `job`.
+pub(super) fn stored_or_pending(
+    tests: &[SmokeTestStatus],
+    name: &str,
+    job: &str,
+) -> SmokeTestStatus {
+    tests
+        .iter()
+        .find(|t| t.name == name)
+        .cloned()
+        .unwrap_or_else(|| SmokeTestStatus {
+            name: name.into(),
+            job: job.into(),
+            phase: SmokeTestPhase::Pending,
+            started_at: None,
+            finished_at: None,
+            message: None,
+        })
 }
 
 pub(super) fn skipped_tests<'a>(
