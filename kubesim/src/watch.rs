@@ -62,7 +62,7 @@ impl Filter {
     }
 
     /// Maps a store event to what this watcher sees (label moves become ADDED/DELETED).
-    fn translate(&self, ev: &StoreEvent) -> Option<EventType> {
+    fn translate(&self, ev: &StoreEvent) -> Option<Seen> {
         if ev.key.gr != self.def.storage {
             return None;
         }
@@ -73,15 +73,17 @@ impl Filter {
         }
         let now = self.matches(&ev.object);
         let before = ev.old.as_ref().is_some_and(|o| self.matches(o));
-        let kind = match (ev.kind, before, now) {
-            (EventType::Modified, true, true) => EventType::Modified,
-            (EventType::Modified, false, true) => EventType::Added,
-            (EventType::Modified, true, false) => EventType::Deleted,
+        let seen = match (ev.kind, before, now) {
+            (EventType::Modified, true, true) => Seen::Stored(EventType::Modified),
+            (EventType::Modified, false, true) => Seen::Stored(EventType::Added),
+            // As the API server's watch cache does: the object as this watcher last saw it
+            // (the new one no longer matches its selector), at the event's resourceVersion.
+            (EventType::Modified, true, false) => Seen::PreviousAsDeleted,
             (EventType::Modified, false, false) => return None,
-            (k, _, true) => k,
+            (k, _, true) => Seen::Stored(k),
             (_, _, false) => return None,
         };
-        Some(kind)
+        Some(seen)
     }
 
     /// Whether this watcher sends objects exactly as stored (no conversion, no Table
@@ -120,11 +122,19 @@ impl Filter {
     }
 
     /// The line for a store event; the event's JSON is shared with other watchers.
-    fn event_line(&self, kind: EventType, ev: &StoreEvent) -> String {
-        if self.sends_as_stored(&ev.object) {
-            event_line(kind.as_str(), ev.object_json())
-        } else {
-            self.line(kind.as_str(), &ev.object)
+    fn event_line(&self, seen: Seen, ev: &StoreEvent) -> String {
+        match seen {
+            Seen::Stored(kind) if self.sends_as_stored(&ev.object) => {
+                event_line(kind.as_str(), ev.object_json())
+            }
+            Seen::Stored(kind) => self.line(kind.as_str(), &ev.object),
+            Seen::PreviousAsDeleted => {
+                let mut previous = ev.old.as_deref().cloned().unwrap_or(Value::Null);
+                if let Some(meta) = previous.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.insert("resourceVersion".into(), Value::String(ev.rv.to_string()));
+                }
+                self.line(EventType::Deleted.as_str(), &previous)
+            }
         }
     }
 
@@ -139,6 +149,15 @@ impl Filter {
         s.push('\n');
         s
     }
+}
+
+/// What one watcher is sent for a store event.
+#[derive(Clone, Copy)]
+enum Seen {
+    /// The stored object, as this kind of event.
+    Stored(EventType),
+    /// DELETED with the previous object: a change moved it out of the watcher's selector.
+    PreviousAsDeleted,
 }
 
 /// `{"type":…,"object":…}` around an already serialized object.
@@ -256,8 +275,8 @@ pub fn start(
                             continue;
                         }
                         progress = ev.rv;
-                        if let Some(kind) = filter.translate(&ev)
-                            && tx.send(Ok(filter.event_line(kind, &ev))).await.is_err()
+                        if let Some(seen) = filter.translate(&ev)
+                            && tx.send(Ok(filter.event_line(seen, &ev))).await.is_err()
                         {
                             return;
                         }
@@ -273,8 +292,8 @@ pub fn start(
                         };
                         for ev in backlog {
                             progress = ev.rv;
-                            if let Some(kind) = filter.translate(&ev)
-                                && tx.send(Ok(filter.event_line(kind, &ev))).await.is_err()
+                            if let Some(seen) = filter.translate(&ev)
+                                && tx.send(Ok(filter.event_line(seen, &ev))).await.is_err()
                             {
                                 return;
                             }

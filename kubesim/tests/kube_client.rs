@@ -684,6 +684,51 @@ async fn raw_watch_stream_has_bookmarks_and_in_stream_410() {
     }
 }
 
+/// As the API server's watch cache does: when a change moves an object out of a watch's
+/// label selector, that watch gets DELETED carrying the object as it last matched (its old
+/// labels), at the new resourceVersion. A client that indexes by label finds what to drop.
+#[tokio::test]
+async fn an_object_leaving_a_label_selector_is_deleted_with_its_previous_content() {
+    let server = kubesim::Server::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client(&server));
+    let created = cms
+        .create(&PostParams::default(), &cm("x", &[("team", "a")], &[]))
+        .await
+        .unwrap();
+    let rv = created.metadata.resource_version.unwrap();
+    let wp = kube::api::WatchParams::default()
+        .labels("team=a")
+        .timeout(10);
+    let mut stream = cms.watch(&wp, &rv).await.unwrap().boxed();
+    let moved = cms
+        .patch(
+            "x",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}, "data": {"k": "v"}})),
+        )
+        .await
+        .unwrap();
+    loop {
+        match stream.next().await.unwrap().unwrap() {
+            kube::core::WatchEvent::Bookmark(_) => continue,
+            kube::core::WatchEvent::Deleted(o) => {
+                assert_eq!(
+                    o.metadata.labels.unwrap()["team"],
+                    "a",
+                    "the previous labels"
+                );
+                assert!(
+                    o.data.unwrap_or_default().is_empty(),
+                    "the previous content"
+                );
+                assert_eq!(o.metadata.resource_version, moved.metadata.resource_version);
+                break;
+            }
+            other => panic!("expected DELETED, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn streaming_list_watcher_and_dry_run() {
     let server = kubesim::Server::start().await.unwrap();
