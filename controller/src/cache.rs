@@ -23,8 +23,61 @@ pub trait Summarize: Resource {
 }
 
 type Key = (String, String);
-/// Summaries grouped by (namespace, release), then by object name.
-type Groups<V> = HashMap<Key, BTreeMap<String, V>>;
+
+/// Summaries grouped by (namespace, release), then by object name, and where each object
+/// is filed.
+struct Groups<V> {
+    by_release: HashMap<Key, BTreeMap<String, V>>,
+    /// (namespace, name) → the release group holding it. A DELETED event (or an object that
+    /// stops being of interest) is removed by name, whatever labels the event carries: a
+    /// watch may send an object that left its label selector with its new labels.
+    homes: HashMap<(String, String), Key>,
+}
+
+impl<V> Default for Groups<V> {
+    fn default() -> Self {
+        Groups {
+            by_release: HashMap::new(),
+            homes: HashMap::new(),
+        }
+    }
+}
+
+impl<V> Groups<V> {
+    fn insert(&mut self, namespace: String, name: String, key: Key, summary: V) {
+        let home = (namespace, name);
+        if let Some(previous) = self.homes.get(&home)
+            && previous != &key
+        {
+            // A label change moved it between releases.
+            let previous = previous.clone();
+            self.remove_from_group(&previous, &home.1);
+        }
+        self.by_release
+            .entry(key.clone())
+            .or_default()
+            .insert(home.1.clone(), summary);
+        self.homes.insert(home, key);
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) {
+        if let Some(key) = self
+            .homes
+            .remove(&(namespace.to_string(), name.to_string()))
+        {
+            self.remove_from_group(&key, name);
+        }
+    }
+
+    fn remove_from_group(&mut self, key: &Key, name: &str) {
+        if let Some(group) = self.by_release.get_mut(key) {
+            group.remove(name);
+            if group.is_empty() {
+                self.by_release.remove(key);
+            }
+        }
+    }
+}
 
 /// Summaries of one kind of object, by (namespace, release), then by name.
 pub struct ReleaseIndex<K: Summarize> {
@@ -37,7 +90,7 @@ pub struct ReleaseIndex<K: Summarize> {
 impl<K: Summarize> Default for ReleaseIndex<K> {
     fn default() -> Self {
         ReleaseIndex {
-            objects: RwLock::new(HashMap::new()),
+            objects: RwLock::new(Groups::default()),
             relisting: RwLock::new(None),
         }
     }
@@ -53,46 +106,23 @@ impl<K: Summarize> ReleaseIndex<K> {
     pub fn apply(&self, event: &watcher::Event<K>) -> bool {
         match event {
             watcher::Event::Apply(obj) => {
-                let name = obj.name_any();
-                let namespace = obj.namespace().unwrap_or_default();
                 let mut objects = self.objects.write().expect("cache lock");
-                match (key_of(obj), obj.summarize()) {
-                    (Some(key), Some(summary)) => {
-                        // A label change can move an object between releases.
-                        remove_elsewhere(&mut objects, &namespace, &name, Some(&key));
-                        objects.entry(key).or_default().insert(name, summary);
-                    }
-                    // No longer of interest: forget what was kept of it.
-                    _ => remove_elsewhere(&mut objects, &namespace, &name, None),
-                }
+                file(&mut objects, obj);
                 false
             }
             watcher::Event::Delete(obj) => {
-                if let Some(key) = key_of(obj) {
-                    let mut objects = self.objects.write().expect("cache lock");
-                    if let Some(group) = objects.get_mut(&key) {
-                        group.remove(&obj.name_any());
-                        if group.is_empty() {
-                            objects.remove(&key);
-                        }
-                    }
-                }
+                let namespace = obj.namespace().unwrap_or_default();
+                let mut objects = self.objects.write().expect("cache lock");
+                objects.remove(&namespace, &obj.name_any());
                 false
             }
             watcher::Event::Init => {
-                *self.relisting.write().expect("cache lock") = Some(HashMap::new());
+                *self.relisting.write().expect("cache lock") = Some(Groups::default());
                 false
             }
             watcher::Event::InitApply(obj) => {
-                if let (Some(key), Some(summary), Some(buffer)) = (
-                    key_of(obj),
-                    obj.summarize(),
-                    self.relisting.write().expect("cache lock").as_mut(),
-                ) {
-                    buffer
-                        .entry(key)
-                        .or_default()
-                        .insert(obj.name_any(), summary);
+                if let Some(buffer) = self.relisting.write().expect("cache lock").as_mut() {
+                    file(buffer, obj);
                 }
                 false
             }
@@ -109,6 +139,7 @@ impl<K: Summarize> ReleaseIndex<K> {
     pub fn of_release(&self, namespace: &str, release: &str) -> Vec<K::Summary> {
         let objects = self.objects.read().expect("cache lock");
         objects
+            .by_release
             .get(&(namespace.to_string(), release.to_string()))
             .map(|group| group.values().cloned().collect())
             .unwrap_or_default()
@@ -116,12 +147,7 @@ impl<K: Summarize> ReleaseIndex<K> {
 
     /// Number of cached objects (for tests and the benchmark).
     pub fn len(&self) -> usize {
-        self.objects
-            .read()
-            .expect("cache lock")
-            .values()
-            .map(BTreeMap::len)
-            .sum()
+        self.objects.read().expect("cache lock").homes.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,18 +155,15 @@ impl<K: Summarize> ReleaseIndex<K> {
     }
 }
 
-/// Removes `name` from every group of `namespace` but `keep`. Label changes are rare, so
-/// this only scans when the object is not already where it belongs.
-fn remove_elsewhere<V>(objects: &mut Groups<V>, namespace: &str, name: &str, keep: Option<&Key>) {
-    if keep.is_some_and(|k| objects.get(k).is_some_and(|g| g.contains_key(name))) {
-        return;
+/// Files an object under its release, or forgets it when it is no longer of interest (its
+/// release label or the parts the planner reads are gone).
+fn file<K: Summarize>(groups: &mut Groups<K::Summary>, obj: &K) {
+    let name = obj.name_any();
+    let namespace = obj.namespace().unwrap_or_default();
+    match (key_of(obj), obj.summarize()) {
+        (Some(key), Some(summary)) => groups.insert(namespace, name, key, summary),
+        _ => groups.remove(&namespace, &name),
     }
-    objects.retain(|key, group| {
-        if key.0 == namespace && Some(key) != keep {
-            group.remove(name);
-        }
-        !group.is_empty()
-    });
 }
 
 #[cfg(test)]
@@ -197,6 +220,19 @@ mod tests {
         index.apply(&watcher::Event::Apply(rs("x", "b")));
         assert!(index.of_release("ns", "a").is_empty());
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn a_deletion_is_found_by_name_whatever_labels_it_carries() {
+        // An object that left the watch's label selector may arrive as DELETED with its new
+        // labels (no release label at all).
+        let index = ReleaseIndex::default();
+        index.apply(&watcher::Event::Apply(rs("x", "a")));
+        let mut unlabelled = rs("x", "a");
+        unlabelled.metadata.labels = None;
+        index.apply(&watcher::Event::Delete(unlabelled));
+        assert!(index.is_empty());
+        assert!(index.of_release("ns", "a").is_empty());
     }
 
     #[test]
