@@ -12,6 +12,7 @@ use std::{
 use kube::{Client, Config, config::Kubeconfig};
 
 pub mod bench;
+pub mod fixture;
 
 /// The repository root (this crate lives in `<root>/e2e`).
 pub fn repo_root() -> PathBuf {
