@@ -25,7 +25,6 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Config as ControllerConfig},
-        events::{Recorder, Reporter},
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -36,10 +35,12 @@ use tracing::{info, warn};
 
 use crate::{
     cache::{ReleaseIndex, Summarize},
+    events::{EventPublisher, Reporter},
     http::Readiness,
     metrics::Metrics,
     reconcile::{Context, error_policy, reconcile},
     snapshot::Caches,
+    watches,
 };
 
 /// The caches (releases and five kinds of children) that must finish their first list
@@ -119,11 +120,13 @@ pub async fn run(
     let releases = {
         let synced = synced.clone();
         let mut first_list = true;
-        watcher(
-            api::<BlueGreenRelease>(&client, namespace),
-            watcher::Config::default().any_semantic(),
+        watches::resilient(
+            "BlueGreenRelease",
+            watcher(
+                api::<BlueGreenRelease>(&client, namespace),
+                watcher::Config::default().any_semantic(),
+            ),
         )
-        .default_backoff()
         .map_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) && first_list {
                 first_list = false;
@@ -184,11 +187,11 @@ pub async fn run(
 
     let reporter = Reporter {
         controller: labels::FIELD_MANAGER.into(),
-        instance: Some(settings.identity.clone()),
+        instance: settings.identity.clone(),
     };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let events = EventPublisher::new(client.clone(), reporter);
     let context =
-        Arc::new(Context::new(client, caches, metrics.clone(), recorder).gated_on(caches_synced));
+        Arc::new(Context::new(client, caches, metrics.clone(), events).gated_on(caches_synced));
     info!(
         namespace = namespace.unwrap_or("<all>"),
         concurrency = settings.concurrency,
@@ -231,6 +234,7 @@ fn child_stream<K>(
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
         + Summarize
         + Clone
         + DeserializeOwned
@@ -245,16 +249,18 @@ where
     let config = watcher::Config::default()
         .labels(labels::RELEASE)
         .any_semantic();
-    watcher(api::<K>(client, namespace), config)
-        .default_backoff()
-        .map_ok(move |event| {
-            if index_of(&caches).apply(&event) && first_list {
-                first_list = false;
-                synced.fetch_add(1, Ordering::AcqRel);
-            }
-            event
-        })
-        .touched_objects()
+    watches::resilient(
+        <K as k8s_openapi::Resource>::KIND,
+        watcher(api::<K>(client, namespace), config),
+    )
+    .map_ok(move |event| {
+        if index_of(&caches).apply(&event) && first_list {
+            first_list = false;
+            synced.fetch_add(1, Ordering::AcqRel);
+        }
+        event
+    })
+    .touched_objects()
 }
 
 /// Drops what the controller never reads from a cached release: managed fields and

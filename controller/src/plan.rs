@@ -18,7 +18,11 @@
 mod conditions;
 mod manual;
 mod rollout;
+mod services;
 mod steady;
+
+#[cfg(test)]
+mod survival_tests;
 
 #[cfg(test)]
 mod proptests;
@@ -36,11 +40,11 @@ use bluegreen_crd::{
 use k8s_openapi::{
     api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Service},
     apimachinery::pkg::apis::meta::v1::Time,
-    jiff::Timestamp,
 };
 use kube::ResourceExt;
 
 use crate::world::Observed;
+pub use crate::world::whole_seconds;
 
 /// A write to the world, executed by reconcile in order, before the status patch.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +74,12 @@ pub enum Action {
     CreateJob(Box<Job>),
     /// Cancel or clear a smoke-test Job (`uid` as precondition).
     DeleteJob { name: String, uid: String },
+    /// Delete a Service the controller created that the spec no longer names (a renamed
+    /// `service.name` or `service.previewName`), `uid` as precondition.
+    DeleteService { name: String, uid: String },
+    /// Give back a user's Service the spec no longer names: the controller's selector keys
+    /// and release label are removed (server-side apply of nothing), the rest is the user's.
+    ReleaseService { name: String },
 }
 
 impl Action {
@@ -87,6 +97,8 @@ impl Action {
             Action::Flip { service, .. } => format!("flip Service {}", service.name_any()),
             Action::CreateJob(job) => format!("create Job {}", job.name_any()),
             Action::DeleteJob { name, .. } => format!("delete Job {name}"),
+            Action::DeleteService { name, .. } => format!("delete Service {name}"),
+            Action::ReleaseService { name } => format!("release Service {name}"),
         }
     }
 }
@@ -129,6 +141,17 @@ pub fn plan(observed: &Observed) -> Plan {
     planner.finish()
 }
 
+/// How grave a trouble of the active color is, least first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Gravity {
+    /// Pods not (yet) available: a scale, or what a repair leaves until pods start.
+    Symptom,
+    /// The controller is putting something back (a selector, a deleted ReplicaSet).
+    Repair,
+    /// Only a person can fix it.
+    NeedsPerson,
+}
+
 /// Why the release cannot progress without a person or a spec change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stall {
@@ -158,7 +181,18 @@ struct Planner<'a> {
     consume_action: bool,
     requeue: Option<Duration>,
     stall: Option<Stall>,
+    /// What keeps the active color from serving (its ReplicaSet deleted, its Service
+    /// pointed elsewhere): said in the status, and the release is not Ready meanwhile.
+    active_trouble: Option<(Gravity, String)>,
+    /// The active Service selects something other than the recorded active color and could
+    /// not be put back yet: no rollout step is taken until it is (a rollout could replace
+    /// the pods the Service sends customers to now, or expose untested ones).
+    drift_pending: bool,
 }
+
+/// How often a release stalled on a Service another release owns looks again (that
+/// release's deletion or a relabelled Service brings no event of this release).
+const FOREIGN_SERVICE_RECHECK: Duration = Duration::from_secs(30);
 
 impl<'a> Planner<'a> {
     fn new(obs: &'a Observed) -> Self {
@@ -177,6 +211,8 @@ impl<'a> Planner<'a> {
             consume_action: false,
             requeue: None,
             stall: None,
+            active_trouble: None,
+            drift_pending: false,
         }
     }
 
@@ -192,6 +228,14 @@ impl<'a> Planner<'a> {
             });
             return;
         }
+        if let Some(stall) = self.foreign_service() {
+            // Another release's traffic: never written, whatever this release wants.
+            self.refuse_pending_action(&stall.message);
+            self.set_phase(Phase::Failed, stall.message.clone());
+            self.stall = Some(stall);
+            self.requeue_in(FOREIGN_SERVICE_RECHECK);
+            return;
+        }
         self.sync_active_from_world();
         if self.handle_manual_action() {
             return;
@@ -204,10 +248,25 @@ impl<'a> Planner<'a> {
             return;
         }
         self.decide();
+        self.retire_former_services();
     }
 
     /// The main decision once the spec is valid, actions are handled and not paused.
     fn decide(&mut self) {
+        if self.drift_pending {
+            self.maintain_active();
+            let phase = self.status.phase.unwrap_or(Phase::Pending);
+            let abort_waits = self
+                .pending_action()
+                .is_some_and(|(verb, _)| verb == "abort");
+            let waiting = if abort_waits {
+                "waiting for the active Service to be repaired before going on; the requested abort runs then"
+            } else {
+                "waiting for the active Service to be repaired before going on"
+            };
+            self.set_phase(phase, waiting.into());
+            return;
+        }
         if let Some(rollout) = self.status.rollout.clone() {
             if self.rollout_still_wanted(&rollout) {
                 // A replicas change resizes the active color at once, even mid-rollout (a
@@ -273,31 +332,28 @@ impl<'a> Planner<'a> {
         })
     }
 
-    /// The active Service's selector is the truth about what is live. If it moved without
-    /// the status knowing (the controller died right after a flip), finish that promotion;
-    /// if the Service lost its selector, restore the one the status remembers.
+    /// The status says what is live; the active Service's selector must agree. It may show
+    /// the flip of the rollout in flight (the controller died right after it, before the
+    /// status): that promotion is finished. Any other difference is drift — a person or a
+    /// tool moved or stripped the selector keys — and the selector is put back on the
+    /// recorded active color, which keeps its standby and history. Only a status that
+    /// never recorded anything live believes the Service.
     fn sync_active_from_world(&mut self) {
         let remembered = self.active();
         let world = self.obs.active_service.as_ref().and_then(|s| s.target());
         match (world, remembered) {
-            (Some((color, revision)), remembered) => {
-                if remembered
-                    .as_ref()
-                    .is_some_and(|a| a.color == color && a.revision == revision)
-                {
-                    return;
-                }
-                if let Some(rollout) = self.status.rollout.clone()
-                    && rollout.color == color
-                    && rollout.revision == revision
-                {
-                    // Killed after the flip, before the status: the promotion is done. The
-                    // flip's plan may also have seen the last tests pass: read them again.
-                    self.record_finished_tests(&rollout);
-                    self.finish_promotion(&rollout);
-                    return;
-                }
-                // Someone else pointed the Service somewhere; believe the world.
+            (Some((color, revision)), Some(active))
+                if active.color == color && active.revision == revision => {}
+            (Some((color, revision)), _) if self.shows_own_flip_of_rollout(color, &revision) => {
+                // Killed after the flip, before the status: the promotion is done. The
+                // flip's plan may also have seen the last tests pass: read them again.
+                let rollout = self.status.rollout.clone().expect("matched above");
+                self.record_finished_tests(&rollout);
+                self.finish_promotion(&rollout);
+            }
+            (Some((color, revision)), None) => {
+                // Nothing recorded yet (e.g. a release recreated over a Service that still
+                // selects one of its colors): the Service is all there is to go by.
                 let version = self
                     .obs
                     .replica_set(color)
@@ -308,36 +364,25 @@ impl<'a> Planner<'a> {
                 self.status.active_revision = Some(revision);
                 self.status.active_version = Some(version);
             }
-            (None, Some(active)) => {
-                if self.release.spec.paused {
-                    return;
-                }
-                // The selector keys are gone (the Service was recreated or edited): restore
-                // them, but only towards a color that can serve.
-                let serving = self
-                    .obs
-                    .replica_set(active.color)
-                    .filter(|rs| rs.revision == active.revision && rs.fully_available());
-                if let Some(rs) = serving {
-                    let adopted = self
-                        .obs
-                        .active_service
-                        .as_ref()
-                        .is_some_and(|s| !s.created_by_controller());
-                    self.actions.push(Action::Flip {
-                        service: Box::new(crate::desired::active_service(
-                            self.release,
-                            active.color,
-                            &active.revision,
-                            adopted,
-                        )),
-                        replica_set: rs.name.clone(),
-                        replicas: rs.desired,
-                    });
-                }
-            }
+            (world, Some(active)) => self.repair_active_selector(world, &active),
             (None, None) => {}
         }
+    }
+
+    /// The active Service selects the rollout in flight, and the controller's own field
+    /// manager set that: the flip happened and its status write was lost. A person who moves
+    /// the selector onto the cold color has their own manager own it, and that is drift
+    /// (it must not count as a promotion that skipped the tests).
+    fn shows_own_flip_of_rollout(&self, color: Color, revision: &str) -> bool {
+        self.status
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.color == color && r.revision == revision)
+            && self
+                .obs
+                .active_service
+                .as_ref()
+                .is_some_and(|s| s.selector_set_by_controller())
     }
 
     /// Marks the smoke tests whose Jobs of this rollout succeeded, for a flip whose own status
@@ -362,13 +407,15 @@ impl<'a> Planner<'a> {
         for test in &self.release.spec.smoke_tests {
             let job = crate::desired::job_name(self.release, &test.name, &rollout.revision);
             let mut entry = rollout::stored_or_pending(&self.status.smoke_tests, &test.name, &job);
-            let succeeded = self.obs.jobs.iter().any(|j| {
+            let succeeded = self.obs.jobs.iter().find(|j| {
                 j.name == job && j.rollout == id && j.state == crate::world::JobState::Succeeded
             });
-            if succeeded && entry.phase != SmokeTestPhase::Succeeded {
+            if let Some(succeeded) = succeeded
+                && entry.phase != SmokeTestPhase::Succeeded
+            {
                 entry.phase = SmokeTestPhase::Succeeded;
                 entry.started_at.get_or_insert_with(|| now.clone());
-                entry.finished_at = Some(now.clone());
+                entry.finished_at = Some(rollout::finished_time(succeeded, &now));
                 entry.message = None;
             }
             entries.push(entry);
@@ -570,6 +617,19 @@ impl<'a> Planner<'a> {
         self.status.message = Some(message);
     }
 
+    /// What keeps the active color from serving as it should. The gravest report wins (the
+    /// one that needs a person, then a repair under way, then its symptoms); among equals,
+    /// the first.
+    fn report_trouble(&mut self, gravity: Gravity, trouble: String) {
+        if self
+            .active_trouble
+            .as_ref()
+            .is_none_or(|(g, _)| gravity > *g)
+        {
+            self.active_trouble = Some((gravity, trouble));
+        }
+    }
+
     fn event(&mut self, warning: bool, reason: &str, note: String) {
         self.events.push(PlannedEvent {
             warning,
@@ -618,9 +678,4 @@ pub fn rollout_id(rollout: &RolloutStatus) -> String {
         0 => rollout.started_at.0.to_string(),
         round => format!("{}/{round}", rollout.started_at.0),
     }
-}
-
-/// The current time truncated to whole seconds (see [`Observed::now`]).
-pub fn whole_seconds(now: Timestamp) -> Timestamp {
-    Timestamp::from_second(now.as_second()).expect("a current time is in range")
 }

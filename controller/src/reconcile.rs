@@ -27,16 +27,14 @@ use kube::{
     api::{
         DeleteParams, LogParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
     },
-    runtime::{
-        controller::Action as Requeue,
-        events::{Event, EventType, Recorder},
-    },
+    runtime::controller::Action as Requeue,
 };
 use serde_json::json;
 use tracing::{debug, info, instrument, warn};
 
 use crate::{
     error::{Error, Result},
+    events::EventPublisher,
     metrics::Metrics,
     own_writes::{OwnWrites, Written},
     plan::{self, Action, Occurrence, Plan},
@@ -46,15 +44,13 @@ use crate::{
 
 /// Lines of a failed smoke test's log kept for the Event and the status message.
 const LOG_TAIL_LINES: i64 = 20;
-/// The Events API limits a note to 1 kB.
-const MAX_EVENT_NOTE: usize = 1000;
 
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
     pub caches: Arc<Caches>,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// Consecutive failures per release, for backoff per error class.
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Each release's last status write and flip, until the caches show them.
@@ -69,13 +65,13 @@ impl Context {
         client: Client,
         caches: Arc<Caches>,
         metrics: Arc<Metrics>,
-        recorder: Recorder,
+        events: EventPublisher,
     ) -> Self {
         Context {
             client,
             caches,
             metrics,
-            recorder,
+            events,
             failures: Mutex::new(HashMap::new()),
             own_writes: OwnWrites::default(),
             caches_synced: Arc::new(AtomicBool::new(true)),
@@ -133,9 +129,17 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
         return Ok(Requeue::requeue(UNTIL_OWN_WRITE_SEEN));
     }
     fetch_log_tails(&ctx.client, &namespace, &mut observed.jobs, &logs_needed).await;
+    // The caches hold only Services labelled for this release. A Service the spec names that
+    // is not among them is read directly: a user's Service not adopted yet (the flip labels
+    // it), or one another release claims, which the planner must see to leave it alone.
     if observed.active_service.is_none() {
         observed.active_service =
-            fetch_unadopted_service(&ctx.client, &namespace, &release.spec.service.name).await?;
+            fetch_uncached_service(&ctx.client, &namespace, &release.spec.service.name).await?;
+    }
+    if observed.preview_service.is_none() {
+        observed.preview_service =
+            fetch_uncached_service(&ctx.client, &namespace, &release.preview_service_name())
+                .await?;
     }
     let plan = plan::plan(&observed);
     // The revision being rolled out, else the live one: what a log reader looks for.
@@ -237,27 +241,15 @@ async fn report(ctx: &Context, release: &BlueGreenRelease, plan: &Plan) {
     }
     let reference = release.object_ref(&());
     for planned in &plan.events {
-        let event = Event {
-            type_: if planned.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: planned.reason.clone(),
-            note: Some(truncate(&planned.note, MAX_EVENT_NOTE)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
         // An Event is a courtesy: failing to publish one must not fail the reconcile.
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        if let Err(error) = ctx.events.publish(planned, &reference).await {
             warn!(%error, reason = planned.reason, "could not publish event");
         }
     }
 }
 
-/// The caches only hold labelled objects; a user's Service that the controller has not
-/// adopted yet (labelled through the flip) is read directly until then.
-async fn fetch_unadopted_service(
+/// A Service the caches do not hold, read from the API server.
+async fn fetch_uncached_service(
     client: &Client,
     namespace: &str,
     name: &str,
@@ -293,17 +285,6 @@ async fn fetch_log_tails(
             Err(error) => warn!(%error, pod, "could not read the smoke test's log"),
         }
     }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max.saturating_sub(3);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
 }
 
 /// Executes actions against the API server, with the controller's field manager.
@@ -412,6 +393,31 @@ impl Writer {
                 };
                 ignore_not_found(api.delete(name, &params).await.map(|_| ()))
                     .map_err(|e| Error::api(format!("delete Job {name}"), e))
+            }
+            Action::DeleteService { name, uid } => {
+                let api: Api<Service> = self.api();
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                ignore_not_found(api.delete(name, &params).await.map(|_| ()))
+                    .map_err(|e| Error::api(format!("delete Service {name}"), e))
+            }
+            Action::ReleaseService { name } => {
+                // Applying nothing with the controller's field manager removes every field it
+                // owns (the selector keys and the release label) and leaves the user's.
+                let api: Api<Service> = self.api();
+                let nothing =
+                    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}});
+                ignore_not_found(
+                    api.patch(name, &Self::apply_params(), &Patch::Apply(nothing))
+                        .await
+                        .map(|_| ()),
+                )
+                .map_err(|e| Error::api(format!("release Service {name}"), e))
             }
         };
         written.map(|()| None)

@@ -40,6 +40,11 @@ pub fn observe(
     let active_service = find_service(&release.spec.service.name);
     let preview_name = release.preview_service_name();
     let preview_service = find_service(&preview_name);
+    let former_services = services
+        .iter()
+        .filter(|s| s.name != release.spec.service.name && s.name != preview_name)
+        .cloned()
+        .collect();
     let preview_endpoints = caches
         .endpoint_slices
         .of_release(&namespace, &name)
@@ -73,6 +78,7 @@ pub fn observe(
         replica_sets: caches.replica_sets.of_release(&namespace, &name),
         active_service,
         preview_service,
+        former_services,
         preview_endpoints,
         pods: pods
             .into_iter()

@@ -32,6 +32,9 @@ pub struct Observed {
     pub replica_sets: Vec<ReplicaSetView>,
     pub active_service: Option<ServiceView>,
     pub preview_service: Option<ServiceView>,
+    /// The release's other Services: ones the spec named before (a renamed `service.name`
+    /// or `service.previewName`).
+    pub former_services: Vec<ServiceView>,
     /// Endpoints behind the preview Service, from its EndpointSlices.
     pub preview_endpoints: Vec<EndpointView>,
     pub pods: Vec<PodView>,
@@ -39,6 +42,12 @@ pub struct Observed {
     /// The clock, whole seconds (status times are stored at second precision, and a stable
     /// clock keeps an unchanged world from producing a changed status).
     pub now: Timestamp,
+}
+
+/// A time truncated to whole seconds (see [`Observed::now`]): status times are stored at
+/// second precision, so a finer one would make an unchanged world look changed.
+pub fn whole_seconds(time: Timestamp) -> Timestamp {
+    Timestamp::from_second(time.as_second()).expect("a time from the API is in range")
 }
 
 impl Observed {
@@ -87,11 +96,21 @@ impl ReplicaSetView {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ServiceView {
     pub name: String,
+    pub uid: String,
     /// Lets a reconcile tell whether the cache shows the controller's own last flip.
     pub resource_version: String,
     pub selector: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<k8s_openapi::api::core::v1::ServicePort>,
+    /// The BlueGreenRelease named by the Service's controller ownerReference, if any.
+    pub owner: Option<String>,
+    /// The field manager that owns the selector's color key (from `managedFields`), when
+    /// the server reports it: tells the controller's own flip from a person's edit.
+    pub selector_writer: Option<String>,
+    /// The controller's field manager owns `spec.ports`: it applied the Service whole, so
+    /// it created it, even if a person then stripped its ownerReference and labels (e.g. a
+    /// `kubectl replace` with the original manifest).
+    pub ports_owned_by_controller: bool,
 }
 
 impl ServiceView {
@@ -103,9 +122,38 @@ impl ServiceView {
     }
 
     /// Created by the controller (full ownership) rather than adopted from the user
-    /// (where only the selector keys are ours).
+    /// (where only the selector keys are ours). Any one mark is enough: a person who strips
+    /// the labels of a Service the controller created leaves its ownerReference, or at least
+    /// the controller's ownership of the ports, and the controller then applies it whole
+    /// again (applying only the selector keys would make server-side apply drop the ports
+    /// it owns).
     pub fn created_by_controller(&self) -> bool {
-        self.labels.contains_key(labels::SERVICE_ROLE)
+        self.owner.is_some()
+            || self.labels.contains_key(labels::SERVICE_ROLE)
+            || self.ports_owned_by_controller
+    }
+
+    /// The release that claims this Service, by its release label or its controller
+    /// ownerReference, when that is not `release`: such a Service is never written.
+    pub fn claimed_by_another(&self, release: &str) -> Option<&str> {
+        let label = self.labels.get(labels::RELEASE).map(String::as_str);
+        [label, self.owner.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|claimant| *claimant != release)
+    }
+
+    /// Whether the selector was last set by the controller's own flip (or nobody can tell:
+    /// a server that reports no managed fields).
+    pub fn selector_set_by_controller(&self) -> bool {
+        self.selector_writer
+            .as_deref()
+            .is_none_or(|w| w == labels::FIELD_MANAGER)
+    }
+
+    /// The role label (`active` or `preview`) of a Service the controller created.
+    pub fn role(&self) -> Option<&str> {
+        self.labels.get(labels::SERVICE_ROLE).map(String::as_str)
     }
 }
 
@@ -147,6 +195,8 @@ pub struct JobView {
     pub deleting: bool,
     /// Tail of the failed pod's log, fetched by reconcile for failed Jobs.
     pub log_tail: Option<String>,
+    /// When the Job finished (its Complete or Failed condition), whole seconds.
+    pub finished_at: Option<Timestamp>,
 }
 
 /// What the caches keep of a pod: its view, and what links a smoke-test pod to its Job.
@@ -252,13 +302,52 @@ pub fn replica_set_view(rs: &ReplicaSet) -> Option<ReplicaSetView> {
 
 pub fn service_view(svc: &Service) -> ServiceView {
     let spec = svc.spec.as_ref();
+    let owner = svc
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "BlueGreenRelease")
+        .map(|o| o.name.clone());
     ServiceView {
         name: svc.metadata.name.clone().unwrap_or_default(),
+        uid: svc.metadata.uid.clone().unwrap_or_default(),
+        owner,
+        selector_writer: selector_writer(svc),
+        ports_owned_by_controller: owns(svc, labels::FIELD_MANAGER, "/f:spec/f:ports"),
         resource_version: svc.metadata.resource_version.clone().unwrap_or_default(),
         selector: spec.and_then(|s| s.selector.clone()).unwrap_or_default(),
         labels: svc.metadata.labels.clone().unwrap_or_default(),
         ports: spec.and_then(|s| s.ports.clone()).unwrap_or_default(),
     }
+}
+
+/// The manager whose `managedFields` entry holds `spec.selector["bluegreen.dev/color"]`.
+fn selector_writer(svc: &Service) -> Option<String> {
+    let key = format!("f:{}", labels::COLOR);
+    svc.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find_map(|entry| {
+            let fields = entry.fields_v1.as_ref()?;
+            fields
+                .0
+                .pointer("/f:spec/f:selector")?
+                .get(&key)
+                .and(entry.manager.clone())
+        })
+}
+
+/// Whether `manager`'s `managedFields` entry holds the field at `pointer`.
+fn owns(svc: &Service, manager: &str, pointer: &str) -> bool {
+    svc.metadata.managed_fields.iter().flatten().any(|entry| {
+        entry.manager.as_deref() == Some(manager)
+            && entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.pointer(pointer).is_some())
+    })
 }
 
 /// Endpoints of a set of EndpointSlices (all slices of one Service).
@@ -316,6 +405,12 @@ pub fn job_view(job: &Job) -> Option<JobView> {
                     .find(|c| c.type_ == type_ && c.status == "True")
             })
     };
+    let finished = condition("Failed").or_else(|| condition("Complete"));
+    let finished_at = finished
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0)
+        .or_else(|| status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0))
+        .map(whole_seconds);
     let state = if let Some(failed) = condition("Failed") {
         JobState::Failed {
             reason: failed.reason.clone().unwrap_or_else(|| "Failed".into()),
@@ -339,6 +434,7 @@ pub fn job_view(job: &Job) -> Option<JobView> {
         state,
         deleting: meta.deletion_timestamp.is_some(),
         log_tail: None,
+        finished_at,
     })
 }
 
@@ -367,6 +463,28 @@ mod tests {
             (3, 3, 3, 2)
         );
         assert!(!view.fully_available(), "one pod is not yet available");
+    }
+
+    /// A Service the controller created, then `kubectl replace`d with the user's original
+    /// manifest: ownerReference and labels are gone, but the controller still owns the
+    /// ports it applied, so it is applied whole again (only the selector keys would make
+    /// server-side apply drop those ports).
+    #[test]
+    fn a_service_whose_ports_the_controller_owns_was_created_by_it() {
+        let svc = |manager: &str| -> Service {
+            serde_json::from_value(json!({
+                "metadata": {"name": "web", "managedFields": [
+                    {"manager": manager, "operation": "Apply", "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}}}}}},
+                    {"manager": "kubectl-replace", "operation": "Update", "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:spec": {"f:selector": {"f:app": {}}}}}
+                ]},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+            }))
+            .unwrap()
+        };
+        assert!(service_view(&svc(labels::FIELD_MANAGER)).created_by_controller());
+        assert!(!service_view(&svc("helm")).created_by_controller());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use bluegreen_controller::{
     error::Error,
+    events::{EventPublisher, Reporter},
     metrics::Metrics,
     plan,
     reconcile::{Context, error_policy, reconcile},
@@ -32,11 +33,7 @@ use k8s_openapi::{
 use kube::{
     Client, ResourceExt,
     client::Body,
-    runtime::{
-        controller::Action as Requeue,
-        events::{Recorder, Reporter},
-        watcher::Event,
-    },
+    runtime::{controller::Action as Requeue, watcher::Event},
 };
 use serde_json::{Value, json};
 
@@ -621,14 +618,14 @@ async fn reconcile_with(cluster: &Cluster, fail: Override<'_>) -> Run {
     let client = Client::new(service, "default");
     let reporter = Reporter {
         controller: labels::FIELD_MANAGER.into(),
-        instance: Some("test".into()),
+        instance: "test".into(),
     };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let events = EventPublisher::new(client.clone(), reporter);
     let ctx = Arc::new(Context::new(
         client,
         cluster.caches(),
         Arc::new(Metrics::new()),
-        recorder,
+        events,
     ));
     let mut task = tokio::spawn(reconcile(Arc::new(cluster.release.clone()), ctx.clone()));
     let mut reqs = Vec::new();

@@ -65,6 +65,12 @@ pub struct BlueGreenReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_action: Option<LastAction>,
 
+    /// Ids of the latest manual actions consumed, newest first (at most
+    /// [`CONSUMED_ACTION_IDS`]): an id is consumed once, so one used again is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub consumed_action_ids: Vec<String>,
+
     /// kstatus conditions: Ready, Reconciling, Stalled, Available, SmokeTestsPassed, Promoted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -77,6 +83,9 @@ pub struct BlueGreenReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
 }
+
+/// How many consumed action ids the status remembers.
+pub const CONSUMED_ACTION_IDS: usize = 20;
 
 /// Release phase (DESIGN §4).
 #[derive(
@@ -219,6 +228,12 @@ pub struct RolloutStatus {
     /// A promote action was accepted for this rollout (Manual mode).
     #[serde(default)]
     pub promote_requested: bool,
+    /// Size of the cold color while it is tested, fixed when the rollout starts unless
+    /// `spec.previewReplicas` sets it: a `spec.replicas` change mid-rollout (a person, or an
+    /// autoscaler through the scale subresource) sets the size the color is promoted at, and
+    /// never reruns the smoke tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_replicas: Option<i32>,
 }
 
 /// Phase of one smoke test. `Skipped`: the revision already passed its tests (a rollback);

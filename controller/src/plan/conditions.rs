@@ -17,21 +17,47 @@ pub(super) fn update(p: &mut Planner<'_>) {
     derive_scale(p);
 
     let phase = p.status.phase.unwrap_or(Phase::Pending);
+    if let (Some((_, trouble)), Phase::Stable | Phase::Failed | Phase::RolledBack) =
+        (&p.active_trouble, phase)
+    {
+        // Nothing is in flight: trouble with what serves outranks "version … is live" or
+        // the words of a past failure (the Stalled condition keeps those). A rollout keeps
+        // its progress message; the Available condition says it.
+        p.status.message = Some(trouble.clone());
+    }
     let message = p.status.message.clone().unwrap_or_default();
-    let in_flight = matches!(
-        phase,
-        Phase::Pending | Phase::Deploying | Phase::Testing | Phase::Promoting | Phase::Verifying
-    );
+    let available = active_available(p);
+    // A Stable release whose active color does not serve (its ReplicaSet deleted and being
+    // recreated, pods lost) is being repaired, not ready.
+    let repairing = phase == Phase::Stable && !available;
+    let in_flight = repairing
+        || matches!(
+            phase,
+            Phase::Pending
+                | Phase::Deploying
+                | Phase::Testing
+                | Phase::Promoting
+                | Phase::Verifying
+        );
 
-    let ready = phase == Phase::Stable;
+    let ready = phase == Phase::Stable && available;
+    let ready_reason = match (ready, repairing) {
+        (true, _) => "Stable",
+        (false, true) => "ActiveUnavailable",
+        (false, false) => phase.as_str(),
+    };
+    set(p, "Ready", ready, ready_reason, &message);
     set(
         p,
-        "Ready",
-        ready,
-        if ready { "Stable" } else { phase.as_str() },
+        "Reconciling",
+        in_flight,
+        if repairing {
+            "ActiveUnavailable"
+        } else {
+            phase.as_str()
+        },
         &message,
     );
-    set(p, "Reconciling", in_flight, phase.as_str(), &message);
     match p.stall.clone() {
         Some(stall) => set(p, "Stalled", true, &stall.reason, &stall.message),
         None => set(
@@ -43,7 +69,6 @@ pub(super) fn update(p: &mut Planner<'_>) {
         ),
     }
 
-    let available = active_available(p);
     let (reason, msg) = match (p.status.active_color, available) {
         (None, _) => ("NoActiveColor", "nothing is live yet".to_string()),
         (Some(color), true) => (
@@ -52,7 +77,10 @@ pub(super) fn update(p: &mut Planner<'_>) {
         ),
         (Some(color), false) => (
             "ActiveUnavailable",
-            format!("the active color {color} is not fully available"),
+            p.active_trouble
+                .clone()
+                .map(|(_, trouble)| trouble)
+                .unwrap_or_else(|| format!("the active color {color} is not fully available")),
         ),
     };
     set(p, "Available", available, reason, &msg);

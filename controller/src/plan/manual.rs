@@ -6,7 +6,9 @@
 //! Accepting an action changes only the status (the intent); its effects follow from the
 //! next reconcile, so nothing is done twice if the controller dies in between.
 
-use bluegreen_crd::{ActionResult, LastAction, Outcome, RolloutStatus, labels};
+use bluegreen_crd::{
+    ActionResult, LastAction, Outcome, RolloutStatus, labels, status::CONSUMED_ACTION_IDS,
+};
 
 use super::Planner;
 
@@ -15,7 +17,7 @@ const VERBS: &str = "promote, abort, retry or rollback";
 
 impl Planner<'_> {
     /// The pending action, if its id was not consumed yet.
-    fn pending_action(&self) -> Option<(String, String)> {
+    pub(super) fn pending_action(&self) -> Option<(String, String)> {
         let annotations = self.release.metadata.annotations.as_ref()?;
         let verb = annotations.get(labels::ACTION)?.trim().to_string();
         let id = annotations
@@ -25,8 +27,18 @@ impl Planner<'_> {
         Some((verb, id))
     }
 
+    /// The id of the last action recorded: consumed before a crash kept its annotations from
+    /// being removed. Only the annotations are removed then, nothing is recorded again.
     fn already_consumed(&self, id: &str) -> bool {
         !id.is_empty() && self.status.last_action.as_ref().is_some_and(|a| a.id == id)
+    }
+
+    /// An id an earlier action used: each id is consumed once, so it is refused.
+    fn used_before(&self, id: &str) -> bool {
+        self.status
+            .consumed_action_ids
+            .iter()
+            .any(|used| used == id)
     }
 
     /// Handles a pending action. Returns true when this reconcile should stop here (the
@@ -35,6 +47,11 @@ impl Planner<'_> {
         let Some((verb, id)) = self.pending_action() else {
             return false;
         };
+        if verb == "abort" && self.drift_pending && !self.already_consumed(&id) {
+            // The hand-moved selector sends customers to the cold color that an abort would
+            // scale down (invariant 2): the abort waits, unconsumed, until it is repaired.
+            return false;
+        }
         self.consume_action = true;
         if self.already_consumed(&id) {
             return false;
@@ -43,6 +60,10 @@ impl Planner<'_> {
             Err(format!(
                 "annotation {} is missing; every action needs a unique id",
                 labels::ACTION_ID
+            ))
+        } else if self.used_before(&id) {
+            Err(format!(
+                "action id '{id}' was already used by an earlier action, and each id is consumed once; nothing was done. Ask again with a new id"
             ))
         } else if self.release.spec.paused {
             Err("the release is paused (spec.paused); unpause it first".to_string())
@@ -94,6 +115,12 @@ impl Planner<'_> {
             message,
             at: self.now(),
         });
+        if !id.is_empty() {
+            let used = &mut self.status.consumed_action_ids;
+            used.retain(|u| u != id);
+            used.insert(0, id.to_string());
+            used.truncate(CONSUMED_ACTION_IDS);
+        }
     }
 
     fn accept_promote(&mut self) -> Result<String, String> {
@@ -189,6 +216,7 @@ impl Planner<'_> {
             reason: Some(format!("rollback requested (action {id})")),
             promote_requested: false,
             test_round: 0,
+            preview_replicas: None,
         });
         // The spec still asks for what it asked; do not redeploy that on our own.
         self.status.blocked_revision = Some(self.desired_revision.clone());

@@ -145,6 +145,22 @@ enum Event {
     EndpointsLag(bool),
     /// Reconcile, settle and pass Jobs until quiet.
     Converge,
+    /// A person or a tool breaks what is live (see [`Tamper`]).
+    Tamper(Tamper),
+}
+
+/// What a person or a tool does to a live release behind the controller's back.
+#[derive(Clone, Copy, Debug)]
+enum Tamper {
+    /// `kubectl delete rs` of the active color (only while the spec still describes it,
+    /// so that the controller can rebuild it).
+    DeleteActiveReplicaSet,
+    /// The active selector moved onto the warm standby.
+    SelectorOntoStandby,
+    /// The active selector moved to a revision that does not exist.
+    SelectorToMissingRevision,
+    /// The controller's selector keys removed from the active Service.
+    StripSelectorKeys,
 }
 
 /// The general mix; `crash` and `scale` weigh crashes and replicas changes.
@@ -170,6 +186,13 @@ fn event(crash: u32, scale: u32) -> impl Strategy<Value = Event> {
             .prop_map(|(verb, fresh)| Event::Action { verb, fresh }),
         1 => any::<bool>().prop_map(Event::EndpointsLag),
         2 => Just(Event::Converge),
+        1 => prop_oneof![
+            Just(Tamper::DeleteActiveReplicaSet),
+            Just(Tamper::SelectorOntoStandby),
+            Just(Tamper::SelectorToMissingRevision),
+            Just(Tamper::StripSelectorKeys),
+        ]
+        .prop_map(Event::Tamper),
     ]
 }
 
@@ -189,6 +212,12 @@ struct Ledger {
     /// The active selector as it was when the stored rollout was first recorded (rollout
     /// ids are start times, so two rollouts started in the same second share one).
     selector_at_start: Option<BTreeMap<String, String>>,
+    /// (color, revision) the last promotion flipped to: a later flip to the same target is
+    /// a repair of the selector, not a promotion.
+    live: Option<(Color, String)>,
+    /// Someone broke what is live; until the controller repaired it, invariant 4 is not
+    /// expected to hold (it must hold again once the release converges).
+    tampered: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -261,19 +290,21 @@ impl Harness {
     fn exec(&mut self, plan: &Plan, writes: usize, status: bool) -> Checked {
         let stored = self.sim.status();
         let selector_before = self.active_selector();
+        let live_before = self.ledger.live.clone();
         let ledger = &mut self.ledger;
         self.sim
             .execute_checked(plan, writes, status, |sim, action| {
                 check_write(sim, ledger, &stored, action)
             })?;
-        check_flips_finish_promotions(plan)?;
+        let recorded = stored.active_color.zip(stored.active_revision.clone());
+        check_flips_finish_promotions(plan, &[live_before.as_ref(), recorded.as_ref()])?;
         if status {
             check_history_kept(
                 &stored,
                 &plan.status,
                 self.sim.release.spec.revision_history_limit,
             )?;
-            self.check_failure_left_active_alone(&stored, plan)?;
+            self.check_failure_left_active_alone(&stored, plan, live_before.as_ref())?;
             let ended = plan
                 .occurrences
                 .iter()
@@ -293,11 +324,19 @@ impl Harness {
         &self,
         stored: &BlueGreenReleaseStatus,
         plan: &Plan,
+        live_before: Option<&(Color, String)>,
     ) -> Checked {
-        let flipped = plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Flip { .. }));
+        // A flip back onto what was live, or onto what the stored status records as active
+        // (a killed controller may have flipped without recording it before a person moved
+        // the selector), is a repair of the selector, not a promotion.
+        let recorded = stored.active_color.zip(stored.active_revision.clone());
+        let flipped = plan.actions.iter().any(|a| match a {
+            Action::Flip { service, .. } => {
+                let target = world::service_view(service).target();
+                target.as_ref() != live_before && target != recorded
+            }
+            _ => false,
+        });
         for occurrence in &plan.occurrences {
             let Occurrence::RolloutFinished { outcome, .. } = occurrence else {
                 continue;
@@ -318,6 +357,13 @@ impl Harness {
             let Some(at_start) = &self.ledger.selector_at_start else {
                 continue;
             };
+            if self.ledger.tampered
+                || self.ledger.live.is_some() && self.sim.active_target() == self.ledger.live
+            {
+                // What the last promotion made live (a selector someone moved mid-rollout
+                // put back is a repair): the failed rollout did not reach customers.
+                continue;
+            }
             check!(
                 &self.active_selector() == at_start,
                 "invariant 3: rollout of {} ended {outcome:?} but the active selector moved from {at_start:?} to {:?}",
@@ -328,8 +374,20 @@ impl Harness {
         Ok(())
     }
 
+    /// Invariant 4 (unless someone broke it and the controller has not repaired it yet).
+    fn check_world(&mut self) -> Checked {
+        let result = self.check_active_selects_one_color();
+        if self.ledger.tampered {
+            if result.is_ok() {
+                self.ledger.tampered = false;
+            }
+            return Ok(());
+        }
+        result
+    }
+
     /// Invariant 4: once flipped, the active Service selects exactly one color that exists.
-    fn check_world(&self) -> Checked {
+    fn check_active_selects_one_color(&self) -> Checked {
         let target = self.sim.active_target();
         if !self.ledger.flipped {
             check!(
@@ -524,6 +582,77 @@ impl Harness {
         Ok(())
     }
 
+    /// The active ReplicaSet was deleted and the spec moved on before it was rebuilt: it
+    /// cannot be (the status keeps no template), and the status must say so.
+    fn active_cannot_be_rebuilt(&self) -> Result<bool, TestCaseError> {
+        let status = self.sim.status();
+        let (Some(color), Some(revision)) = (status.active_color, &status.active_revision) else {
+            return Ok(false);
+        };
+        if self.sim.replica_sets.contains_key(&color) || revision == &self.sim.desired_revision() {
+            return Ok(false);
+        }
+        let available = status.condition("Available").map(|c| c.message.clone());
+        check!(
+            available
+                .as_deref()
+                .is_some_and(|m| m.contains("cannot be rebuilt")),
+            "the active ReplicaSet is gone and the status does not say it cannot be rebuilt: {available:?}"
+        );
+        Ok(true)
+    }
+
+    fn tamper(&mut self, tamper: Tamper) {
+        let status = self.sim.status();
+        let (Some(color), Some(revision)) = (status.active_color, status.active_revision) else {
+            return;
+        };
+        let set_selector = |sim: &mut Sim, target: Option<(Color, &str)>| {
+            let Some(service) = sim.active_service.as_mut() else {
+                return;
+            };
+            let before = service.selector.clone();
+            match target {
+                Some((color, revision)) => {
+                    service
+                        .selector
+                        .insert(labels::COLOR.into(), color.as_str().into());
+                    service
+                        .selector
+                        .insert(labels::REVISION.into(), revision.into());
+                }
+                None => {
+                    service.selector.remove(labels::COLOR);
+                    service.selector.remove(labels::REVISION);
+                }
+            }
+            // An update takes over only the fields it changes (as the API server's managed
+            // fields do): rewriting the same selector leaves the controller its owner.
+            if service.selector != before {
+                service.selector_writer = Some("kubectl-edit".into());
+            }
+        };
+        match tamper {
+            Tamper::DeleteActiveReplicaSet => {
+                if revision != self.sim.desired_revision() {
+                    return;
+                }
+                self.sim.replica_sets.remove(&color);
+            }
+            Tamper::SelectorOntoStandby => {
+                let Some(standby) = status.standby else {
+                    return;
+                };
+                set_selector(&mut self.sim, Some((standby.color, &standby.revision)));
+            }
+            Tamper::SelectorToMissingRevision => {
+                set_selector(&mut self.sim, Some((color.other(), "deadbeef00")));
+            }
+            Tamper::StripSelectorKeys => set_selector(&mut self.sim, None),
+        }
+        self.ledger.tampered = true;
+    }
+
     fn apply(&mut self, event: &Event) -> Checked {
         match event {
             Event::Reconcile => {
@@ -607,6 +736,7 @@ impl Harness {
                 self.converge()?;
                 self.check_quiet()?;
             }
+            Event::Tamper(tamper) => self.tamper(*tamper),
         }
         self.sim.history.clear();
         self.check_world()
@@ -653,18 +783,27 @@ fn check_write(
                     "invariant 1: flip towards a missing ReplicaSet {replica_set}"
                 )));
             };
-            // Invariant 1: fully available at spec.replicas at the moment of the flip.
-            check!(
-                rs.fully_available() && rs.desired == spec.replicas && *replicas == spec.replicas,
-                "invariant 1: flip towards {rs:?} (flip says {replicas}, spec.replicas {})",
-                spec.replicas
-            );
             let target = world::service_view(service).target();
             check!(
                 target == Some((rs.color, rs.revision.clone())),
                 "the flip selects {target:?}, not its ReplicaSet {}/{}",
                 rs.color,
                 rs.revision
+            );
+            if target == ledger.live {
+                // A repair of the selector towards what is live: no new promotion. Invariant
+                // 1 still holds, at the size the live color runs at.
+                check!(
+                    rs.fully_available() && *replicas == rs.desired,
+                    "invariant 1: selector repaired towards {rs:?} (flip says {replicas})"
+                );
+                return Ok(());
+            }
+            // Invariant 1: fully available at spec.replicas at the moment of the flip.
+            check!(
+                rs.fully_available() && rs.desired == spec.replicas && *replicas == spec.replicas,
+                "invariant 1: flip towards {rs:?} (flip says {replicas}, spec.replicas {})",
+                spec.replicas
             );
             // Invariant 3: only a revision whose smoke tests all succeeded in the world, in
             // the rollout being promoted, unless it was live before (a rollback; not when
@@ -692,6 +831,7 @@ fn check_write(
             };
             ledger.promoted.insert(revision.clone());
             ledger.flipped = true;
+            ledger.live = target;
         }
         Action::ReplaceReplicaSet {
             old_uid,
@@ -743,26 +883,48 @@ fn check_write(
                 recorded.map(|r| (rollout_id(r), &r.revision))
             );
         }
+        Action::DeleteService { name, .. } | Action::ReleaseService { name } => {
+            // Invariant 4: the Service that carries traffic is never taken away.
+            check!(
+                name != &spec.service.name,
+                "invariant 4: the active Service {name} is deleted or released"
+            );
+        }
         Action::ApplyPreviewService(_) | Action::DeleteJob { .. } => {}
     }
     Ok(())
 }
 
 /// Invariant 3 (and 4): the active Service is written only by a flip that finishes a
-/// promotion in the same plan, or restores the selector of the color already active.
-fn check_flips_finish_promotions(plan: &Plan) -> Checked {
-    for action in &plan.actions {
-        let Action::Flip { service, .. } = action else {
-            continue;
-        };
-        let target = world::service_view(service).target();
-        let status = &plan.status;
+/// promotion in the same plan, or restores the selector of the color already active (a
+/// repair may come before the promotion's flip in one plan; the last flip is what is live).
+fn check_flips_finish_promotions(plan: &Plan, repairs: &[Option<&(Color, String)>]) -> Checked {
+    let targets: Vec<_> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Flip { service, .. } => Some(world::service_view(service).target()),
+            _ => None,
+        })
+        .collect();
+    let Some((last, earlier)) = targets.split_last() else {
+        return Ok(());
+    };
+    let status = &plan.status;
+    check!(
+        last.as_ref().map(|(c, r)| (Some(*c), Some(r)))
+            == Some((status.active_color, status.active_revision.as_ref())),
+        "a flip to {last:?} that the plan's status does not record as active ({:?}/{:?})",
+        status.active_color,
+        status.active_revision
+    );
+    // An earlier flip repairs a hand-moved selector: back to what was live, or to what the
+    // stored status records as active (a killed controller may have flipped without
+    // recording it, and the person then moved the selector elsewhere).
+    for target in earlier {
         check!(
-            target.as_ref().map(|(c, r)| (Some(*c), Some(r)))
-                == Some((status.active_color, status.active_revision.as_ref())),
-            "a flip to {target:?} that the plan's status does not record as active ({:?}/{:?})",
-            status.active_color,
-            status.active_revision
+            target.is_some() && repairs.contains(&target.as_ref()),
+            "an earlier flip of the plan to {target:?} that is neither a repair towards one of {repairs:?} nor recorded as active"
         );
     }
     Ok(())
@@ -930,9 +1092,13 @@ fn run(setup: &Setup, events: &[Event]) -> Checked {
         h.apply(event)
             .map_err(|e| TestCaseError::fail(format!("step {step} ({event:?}): {e}")))?;
     }
-    // However the sequence ended, the release converges once the world cooperates.
+    // However the sequence ended, the release converges once the world cooperates, and
+    // whatever someone broke is repaired by then.
     h.sim.endpoints_lag = false;
     h.converge()?;
+    if !h.sim.release.spec.paused && !h.active_cannot_be_rebuilt()? {
+        h.check_active_selects_one_color()?;
+    }
     h.check_quiet()
 }
 
@@ -1026,5 +1192,136 @@ mod found {
             Event::Replicas(4),
         ];
         run(&setup(1, 4), &events).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A rollback is recorded, the active ReplicaSet is deleted, and the controller is killed
+    /// after recreating it but before the rollback's flip: the color it flips away from is
+    /// the standby either way (the plan that rebuilds it keeps it as the standby).
+    #[test]
+    fn killed_after_rebuilding_the_active_color_a_rollback_leaves() {
+        let setup = Setup {
+            scale_down_delay: 30,
+            warm: 2,
+            ..setup(0, 1)
+        };
+        let events = [
+            Event::Action {
+                verb: 3,
+                fresh: false,
+            },
+            Event::Reconcile,
+            Event::Tamper(Tamper::DeleteActiveReplicaSet),
+            Event::Crash { at: 1 },
+        ];
+        run(&setup, &events).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Killed right after the flip (the status still records the previous color), then the
+    /// selector is moved by hand to a revision that does not exist: the restart repairs it
+    /// towards the recorded active color and finishes the rollout in the same plan.
+    #[test]
+    fn a_selector_moved_after_an_unrecorded_flip() {
+        let events = [
+            Event::Converge,
+            Event::Image(1),
+            Event::Replicas(3),
+            Event::Reconcile,
+            Event::Settle,
+            Event::Crash { at: 1 },
+            Event::Tamper(Tamper::SelectorToMissingRevision),
+        ];
+        run(&setup(0, 1), &events).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The active ReplicaSet deleted, the spec moved on (so it cannot be rebuilt), then the
+    /// selector moved by hand: the status says what needs a person, not the pending repair.
+    #[test]
+    fn an_active_color_that_cannot_be_rebuilt_outranks_a_pending_repair() {
+        let setup = Setup {
+            retest_on_rollback: true,
+            warm: 2,
+            ..setup(1, 1)
+        };
+        let events = [
+            Event::EndpointsLag(true),
+            Event::Tamper(Tamper::DeleteActiveReplicaSet),
+            Event::Image(0),
+            Event::Converge,
+            Event::EndpointsLag(false),
+            Event::Reconcile,
+            Event::Tamper(Tamper::SelectorOntoStandby),
+            Event::Reconcile,
+        ];
+        run(&setup, &events).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A rollout back onto the warm standby, the selector moved onto that (still starting)
+    /// standby by hand, then an abort: the abort would scale down what customers reach, so
+    /// it waits until the selector is repaired.
+    #[test]
+    fn an_abort_waits_while_a_hand_moved_selector_exposes_the_cold_color() {
+        let setup = Setup {
+            warm: 2,
+            ..setup(0, 2)
+        };
+        let events = [
+            Event::Replicas(1),
+            Event::Image(0),
+            Event::Reconcile,
+            Event::Tamper(Tamper::SelectorOntoStandby),
+            Event::Action {
+                verb: 1,
+                fresh: false,
+            },
+        ];
+        run(&setup, &events).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Killed right after the flip of a rollback-kind rollout, the selector "moved" by hand
+    /// onto what it already selects, then the spec reverted: nothing changed hands, so the
+    /// controller's own flip is recognised and the color it left keeps its warm window.
+    #[test]
+    fn a_hand_edit_that_changes_nothing_is_not_drift() {
+        let setup = Setup {
+            warm: 2,
+            scale_down_delay: 30,
+            ..setup(0, 1)
+        };
+        let events = [
+            Event::AdvancePast(0),
+            Event::Image(0),
+            Event::Reconcile,
+            Event::Crash { at: 1 },
+            Event::Tamper(Tamper::SelectorOntoStandby),
+            Event::Image(1),
+        ];
+        run(&setup, &events).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A rollback's flip done by a killed controller, then an abort and the selector moved
+    /// to a revision that does not exist: the restart puts the selector back on the
+    /// recorded active color and aborts in the same plan; the repair is no promotion.
+    #[test]
+    fn an_abort_beside_a_repair_towards_the_recorded_active_color() {
+        let setup = Setup {
+            scale_down_delay: 30,
+            warm: 2,
+            ..setup(0, 1)
+        };
+        let events = [
+            Event::Action {
+                verb: 3,
+                fresh: false,
+            },
+            Event::Reconcile,
+            Event::Crash { at: 1 },
+            Event::Action {
+                verb: 1,
+                fresh: true,
+            },
+            Event::Tamper(Tamper::SelectorToMissingRevision),
+            Event::Reconcile,
+        ];
+        run(&setup, &events).unwrap_or_else(|e| panic!("{e}"));
     }
 }

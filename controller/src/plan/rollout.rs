@@ -45,6 +45,7 @@ impl Planner<'_> {
             reason: None,
             promote_requested: false,
             test_round: 0,
+            preview_replicas: (!rollback).then(|| self.release.spec.effective_preview_replicas()),
         };
         if !rollback {
             // The cold color is about to be replaced: whatever was warm there is gone.
@@ -105,7 +106,7 @@ impl Planner<'_> {
         let target = if promoting {
             full
         } else {
-            spec.effective_preview_replicas()
+            self.preview_size(r)
         };
 
         // 0. A smoke test of this rollout failed: the rollout fails, whatever the cold color
@@ -316,6 +317,16 @@ impl Planner<'_> {
         Step::Flipped
     }
 
+    /// The cold color's size while it is tested: `spec.previewReplicas` when set, else the
+    /// size fixed when the rollout started (a `spec.replicas` change mid-rollout only sets
+    /// the size it is promoted at).
+    fn preview_size(&self, r: &RolloutStatus) -> i32 {
+        let spec = &self.release.spec;
+        spec.preview_replicas
+            .or(r.preview_replicas)
+            .unwrap_or(spec.replicas)
+    }
+
     /// Waits for the cold ReplicaSet, failing the rollout once the progress deadline passes.
     fn wait_for_availability(
         &mut self,
@@ -479,7 +490,7 @@ impl Planner<'_> {
                             // creating it (invariant 6: no lost history).
                             entry.started_at.get_or_insert_with(|| now.clone());
                             entry.phase = SmokeTestPhase::Succeeded;
-                            entry.finished_at = Some(now.clone());
+                            entry.finished_at = Some(finished_time(job, &now));
                             entry.message = None;
                             self.occurrences
                                 .push(Occurrence::SmokeTest { succeeded: true });
@@ -497,7 +508,7 @@ impl Planner<'_> {
                         };
                         entry.phase = SmokeTestPhase::Failed;
                         entry.started_at.get_or_insert_with(|| now.clone());
-                        entry.finished_at = Some(now.clone());
+                        entry.finished_at = Some(finished_time(job, &now));
                         entry.message = Some(detail.clone());
                         self.occurrences
                             .push(Occurrence::SmokeTest { succeeded: false });
@@ -591,7 +602,7 @@ impl Planner<'_> {
             .filter(|e| e.ready)
             .filter_map(|e| e.pod.as_deref())
             .collect();
-        let wanted = usize::try_from(self.release.spec.effective_preview_replicas()).unwrap_or(0);
+        let wanted = usize::try_from(self.preview_size(r)).unwrap_or(0);
         all_cold && !ready.is_empty() && ready == cold_ready && ready.len() >= wanted
     }
 
@@ -643,6 +654,17 @@ enum TestsOutcome {
     Passed,
     Waiting,
     Failed,
+}
+
+/// When a smoke-test Job finished: its own condition's time (not when the controller
+/// noticed), else `now`.
+pub(super) fn finished_time(
+    job: &crate::world::JobView,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    job.finished_at
+        .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time)
+        .unwrap_or_else(|| now.clone())
 }
 
 /// A test's entry as the status has it, or a new `Pending` one for Job `job`.

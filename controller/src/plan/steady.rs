@@ -3,7 +3,8 @@
 use bluegreen_crd::{Outcome, Phase};
 use kube::ResourceExt;
 
-use super::{Action, Planner, Stall};
+use super::{Action, Gravity, Planner, Stall};
+use crate::desired;
 
 impl Planner<'_> {
     /// The spec's revision is live (or held back): maintain what is there.
@@ -37,13 +38,9 @@ impl Planner<'_> {
         });
         let (reason, message) = match (stalled, rolled_back) {
             // Still the same stall as last time: keep its words (they carry the failure).
-            (Some(c), _) => (
-                c.reason.clone(),
-                self.before
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| c.message.clone()),
-            ),
+            // The condition's, not `status.message`, which an outage of the active color
+            // may have taken over for a while.
+            (Some(c), _) => (c.reason.clone(), c.message.clone()),
             (None, true) => (
                 "RolledBack".to_string(),
                 format!(
@@ -68,22 +65,80 @@ impl Planner<'_> {
         self.stall = Some(Stall { reason, message });
     }
 
-    /// A `spec.replicas` change is a scale, not a release (invariant 9): resize the active
-    /// color in place. Only the scale subresource is written, so the template of the live
-    /// revision is never touched.
+    /// The active color serves at `spec.replicas`. A `spec.replicas` change is a scale, not
+    /// a release (invariant 9): only the scale subresource is written, so the template of the
+    /// live revision is never touched. A deleted active ReplicaSet is recreated at once from
+    /// the spec when the spec still describes the live revision; otherwise it cannot be
+    /// rebuilt (the status keeps no template), and the status says what to do.
     pub(super) fn maintain_active(&mut self) {
         let Some(active) = self.active() else { return };
-        let Some(rs) = self.obs.replica_set(active.color) else {
-            return;
-        };
-        if rs.revision == active.revision
-            && !rs.deleting
-            && rs.desired != self.release.spec.replicas
-        {
-            self.actions.push(Action::ScaleReplicaSet {
-                name: rs.name.clone(),
-                replicas: self.release.spec.replicas,
-            });
+        let replicas = self.release.spec.replicas;
+        match self.obs.replica_set(active.color) {
+            Some(rs) if rs.deleting => {
+                self.report_trouble(Gravity::Repair, format!(
+                    "the ReplicaSet {} of the active color {} is being deleted; it is recreated once it is gone",
+                    rs.name, active.color
+                ));
+            }
+            Some(rs) => {
+                if rs.revision == active.revision && rs.desired != replicas {
+                    self.actions.push(Action::ScaleReplicaSet {
+                        name: rs.name.clone(),
+                        replicas,
+                    });
+                }
+                if rs.revision == active.revision && !rs.fully_available() {
+                    // Pods lost, a rebuilt ReplicaSet still starting, or a scale-up: the
+                    // release is not Ready until they serve, and the status says why.
+                    self.report_trouble(
+                        Gravity::Symptom,
+                        if rs.available < rs.desired {
+                            format!(
+                                "{} of {} pods of the active color {} (version {}) are available",
+                                rs.available, rs.desired, active.color, active.version
+                            )
+                        } else {
+                            format!(
+                                "the active color {} (version {}) is being scaled to {} pods",
+                                active.color, active.version, rs.desired
+                            )
+                        },
+                    );
+                }
+            }
+            None if active.revision == self.desired_revision => {
+                let rs = desired::replica_set(
+                    self.release,
+                    active.color,
+                    &active.revision,
+                    &active.version,
+                    replicas,
+                );
+                let name = rs.name_any();
+                self.actions.push(Action::ApplyReplicaSet(Box::new(rs)));
+                self.event(
+                    true,
+                    "ActiveReplicaSetRecreated",
+                    format!(
+                        "the ReplicaSet {name} of the active color {} (version {}) was deleted; recreated it with {replicas} pods",
+                        active.color, active.version
+                    ),
+                );
+                self.report_trouble(Gravity::Repair, format!(
+                    "recreating the deleted ReplicaSet {name} of the active color {} (version {})",
+                    active.color, active.version
+                ));
+            }
+            None => {
+                self.report_trouble(Gravity::NeedsPerson, format!(
+                    "the ReplicaSet of the active color {} is gone and cannot be rebuilt: it ran version {} (revision {}) and the spec now describes revision {}; set the spec back to version {} (e.g. revert it in git) to rebuild it",
+                    active.color,
+                    active.version,
+                    active.revision,
+                    self.desired_revision,
+                    active.version
+                ));
+            }
         }
     }
 
@@ -99,6 +154,12 @@ impl Planner<'_> {
             .filter(|rs| rs.revision == standby.revision && !rs.deleting)
             .cloned()
         else {
+            if self.recreates_replica_set(standby.color, &standby.revision) {
+                // The active color was deleted and is being rebuilt in this very plan, which
+                // also flips away from it (a rollback): it is the standby once it exists.
+                self.point_preview(standby.color, &standby.revision);
+                return;
+            }
             // Its ReplicaSet is gone or runs something else: nothing is warm any more.
             self.status.standby = None;
             return;
@@ -136,5 +197,14 @@ impl Planner<'_> {
                 }
             }
         }
+    }
+
+    /// This plan applies the ReplicaSet of `color` at `revision`.
+    fn recreates_replica_set(&self, color: bluegreen_crd::Color, revision: &str) -> bool {
+        self.actions.iter().any(|action| match action {
+            Action::ApplyReplicaSet(rs) => crate::world::replica_set_view(rs)
+                .is_some_and(|view| view.color == color && view.revision == revision),
+            _ => false,
+        })
     }
 }

@@ -53,6 +53,8 @@ pub struct Sim {
     pub replica_sets: BTreeMap<Color, ReplicaSetView>,
     pub active_service: Option<ServiceView>,
     pub preview_service: Option<ServiceView>,
+    /// Services of the release under names the spec no longer gives.
+    pub former_services: Vec<ServiceView>,
     pub jobs: Vec<JobView>,
     pub now: i64,
     /// Endpoints of the preview Service lag behind its selector until `sync_endpoints`.
@@ -70,6 +72,7 @@ impl Sim {
             replica_sets: BTreeMap::new(),
             active_service: None,
             preview_service: None,
+            former_services: Vec::new(),
             jobs: Vec::new(),
             now: T0,
             endpoints_lag: false,
@@ -85,6 +88,7 @@ impl Sim {
             replica_sets: self.replica_sets.values().cloned().collect(),
             active_service: self.active_service.clone(),
             preview_service: self.preview_service.clone(),
+            former_services: self.former_services.clone(),
             preview_endpoints: if self.endpoints_lag {
                 self.preview_endpoints.clone()
             } else {
@@ -229,10 +233,13 @@ impl Sim {
                 self.preview_service = Some(world::service_view(svc));
             }
             Action::Flip { service, .. } => {
-                let wanted = world::service_view(service);
+                let mut wanted = world::service_view(service);
+                // Server-side apply makes the controller's field manager own what it set.
+                wanted.selector_writer = Some(labels::FIELD_MANAGER.into());
                 match &mut self.active_service {
                     Some(existing) => {
                         existing.selector.extend(wanted.selector);
+                        existing.selector_writer = wanted.selector_writer;
                         existing.labels.extend(wanted.labels);
                         if !wanted.ports.is_empty() {
                             existing.ports = wanted.ports;
@@ -253,6 +260,18 @@ impl Sim {
             }
             Action::DeleteJob { name, uid } => {
                 self.jobs.retain(|j| !(&j.name == name && &j.uid == uid));
+            }
+            Action::DeleteService { name, uid } => {
+                assert_ne!(
+                    name, &self.release.spec.service.name,
+                    "the active Service is never deleted"
+                );
+                self.former_services
+                    .retain(|s| !(&s.name == name && &s.uid == uid));
+            }
+            Action::ReleaseService { name } => {
+                // Without the release label it leaves the release's view of the world.
+                self.former_services.retain(|s| &s.name != name);
             }
         }
     }
@@ -277,8 +296,10 @@ impl Sim {
     }
 
     pub fn finish_jobs(&mut self, succeeded: bool) {
+        let now = Timestamp::from_second(self.now).unwrap();
         for job in &mut self.jobs {
             if job.state == JobState::Running {
+                job.finished_at = Some(now);
                 job.state = if succeeded {
                     JobState::Succeeded
                 } else {

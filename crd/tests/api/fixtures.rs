@@ -129,7 +129,8 @@ pub fn full() -> Value {
                 "skipTests": false,
                 "reason": "spec changed",
                 "testRound": 1,
-                "promoteRequested": true
+                "promoteRequested": true,
+                "previewReplicas": 2
             },
             "smokeTests": [{
                 "name": "http-get",
@@ -157,6 +158,7 @@ pub fn full() -> Value {
                 "message": "promotion requested",
                 "at": "2025-01-03T10:03:00Z"
             },
+            "consumedActionIds": ["6f1c2a", "5e0b19"],
             "conditions": [{
                 "type": "Ready",
                 "status": "False",
