@@ -7,7 +7,7 @@ use bluegreen_crd::{BlueGreenRelease, BlueGreenReleaseStatus, Color, Phase, labe
 use k8s_openapi::api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Service};
 use kube::{
     Api,
-    api::{Patch, PatchParams},
+    api::{Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
 
@@ -134,6 +134,17 @@ impl Fixture {
             .await
             .unwrap();
         rs.spec.unwrap().replicas.unwrap_or(1)
+    }
+
+    /// Creates a Service as a user's tool would (field manager `helm`), before any release
+    /// names it.
+    pub async fn create_user_service(&self, manifest: Value) -> Service {
+        let svc: Service = serde_json::from_value(manifest).expect("a Service manifest");
+        let params = PostParams {
+            field_manager: Some("helm".into()),
+            ..Default::default()
+        };
+        self.services.create(&params, &svc).await.unwrap()
     }
 
     /// Asks for `verb` through the action annotations.

@@ -10,7 +10,6 @@ use bluegreen_e2e::{
     eventually,
     fixture::{Fixture, TIMEOUT, release},
 };
-use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -303,21 +302,11 @@ async fn a_replicas_change_is_a_scale_not_a_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_service_is_adopted_without_touching_its_other_fields() {
     let f = Fixture::start("adopt").await;
-    let svc: Service = serde_json::from_value(json!({
+    f.create_user_service(json!({
         "metadata": {"name": "shop", "annotations": {"team": "payments"}, "labels": {"owner": "helm"}},
         "spec": {"selector": {"app": "shop"}, "ports": [{"name": "web", "port": 8443, "targetPort": 8443}], "sessionAffinity": "ClientIP"}
     }))
-    .unwrap();
-    f.services
-        .create(
-            &PostParams {
-                field_manager: Some("helm".into()),
-                ..Default::default()
-            },
-            &svc,
-        )
-        .await
-        .unwrap();
+    .await;
     let _controller = f.env.start_controller().unwrap();
     let mut manifest = release("shop:1", 0);
     manifest["spec"]["service"] = json!({"name": "shop"});

@@ -9,10 +9,10 @@ use bluegreen_e2e::{
     eventually,
     fixture::{Fixture, TIMEOUT, release},
 };
-use k8s_openapi::api::{core::v1::Service, events::v1::Event};
+use k8s_openapi::api::events::v1::Event;
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use serde_json::json;
 
@@ -380,21 +380,11 @@ async fn an_action_id_is_consumed_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renaming_the_service_retires_the_old_one() {
     let f = Fixture::start("service-rename").await;
-    let legacy: Service = serde_json::from_value(json!({
+    f.create_user_service(json!({
         "metadata": {"name": "legacy", "labels": {"owner": "helm"}},
         "spec": {"selector": {"app": "shop"}, "ports": [{"port": 80, "targetPort": 8080}]}
     }))
-    .unwrap();
-    f.services
-        .create(
-            &PostParams {
-                field_manager: Some("helm".into()),
-                ..Default::default()
-            },
-            &legacy,
-        )
-        .await
-        .unwrap();
+    .await;
     let _controller = f.env.start_controller().unwrap();
     let named = |service: &str| {
         let mut r = release("shop:1", 0);
