@@ -19,6 +19,7 @@ pub mod patch;
 pub mod proto;
 pub mod registry;
 pub mod schema;
+pub mod script;
 pub mod selector;
 mod server;
 pub mod sim;

@@ -657,9 +657,7 @@ impl Request {
             .app
             .cluster
             .get(def, &self.t.version, self.ns(), self.name())?;
-        let log = crate::meta::annotation(&pod, "kubesim.dev/log")
-            .unwrap_or("")
-            .to_string();
+        let log = crate::script::log(&pod);
         let out = match self
             .q
             .get("tailLines")

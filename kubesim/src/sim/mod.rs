@@ -380,6 +380,3 @@ fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
            "controller": true, "blockOwnerDeletion": true})
 }
 
-fn annotation_ms(obj: &Value, key: &str) -> Option<u64> {
-    meta::annotation(obj, key).and_then(|v| v.trim().parse().ok())
-}

@@ -1,12 +1,11 @@
 //! Kubelet stand-in: pods start Running with an IP, then follow the scripted
 //! behaviour in their `kubesim.dev/*` annotations.
 
-use std::time::Duration;
+use serde_json::Value;
 
-use serde_json::{Value, json};
-
-use super::{Sim, Work, annotation_ms};
+use super::{Sim, Work};
 use crate::meta;
+use crate::script::{self, Script};
 
 /// Timed transitions of a pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,56 +19,6 @@ pub enum Step {
 
 const KUBELET: &str = "kubelet";
 
-fn is_job_pod(pod: &Value) -> bool {
-    pod.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|r| r.iter().any(|o| o.get("kind") == Some(&json!("Job"))))
-        || matches!(
-            pod.pointer("/spec/restartPolicy").and_then(Value::as_str),
-            Some("Never" | "OnFailure")
-        )
-}
-
-fn container_names(pod: &Value) -> Vec<(String, String)> {
-    pod.pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            (
-                c.get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("main")
-                    .to_string(),
-                c.get("image")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
-fn condition(t: &str, ok: bool, now: &str) -> Value {
-    json!({"type": t, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": now})
-}
-
-/// Sets Ready/ContainersReady, keeping lastTransitionTime when unchanged.
-fn set_ready(status: &mut Value, ready: bool) {
-    let now = meta::now();
-    let conds = status["conditions"].as_array_mut();
-    let Some(conds) = conds else { return };
-    for c in conds.iter_mut() {
-        if c["type"] == "Ready" || c["type"] == "ContainersReady" {
-            let want = if ready { "True" } else { "False" };
-            if c["status"] != want {
-                c["status"] = json!(want);
-                c["lastTransitionTime"] = json!(now);
-            }
-        }
-    }
-}
-
 impl Sim {
     pub(super) fn start_pod(&self, pod: &Value) {
         let (ns, name, uid) = (
@@ -81,31 +30,12 @@ impl Sim {
             return;
         }
         let ip = self.cluster.ips.pod_ip();
-        let now = meta::now();
-        let containers = container_names(pod);
+        let status = script::started(pod, "10.0.0.1", &ip);
         self.update_status(&self.pods, &ns, &name, KUBELET, |p| {
             if p.pointer("/status/podIP").is_some() {
                 return;
             }
-            p["status"] = json!({
-                "phase": "Running",
-                "hostIP": "10.0.0.1",
-                "podIP": ip,
-                "podIPs": [{"ip": ip}],
-                "startTime": now,
-                "qosClass": "BestEffort",
-                "conditions": [
-                    condition("PodReadyToStartContainers", true, &now),
-                    condition("Initialized", true, &now),
-                    condition("Ready", false, &now),
-                    condition("ContainersReady", false, &now),
-                    condition("PodScheduled", true, &now),
-                ],
-                "containerStatuses": containers.iter().map(|(n, image)| json!({
-                    "name": n, "image": image, "imageID": "", "ready": false, "restartCount": 0, "started": true,
-                    "state": {"running": {"startedAt": now}}, "containerID": format!("kubesim://{}", meta::random_suffix(12)),
-                })).collect::<Vec<_>>(),
-            });
+            p["status"] = status.clone();
         });
         // What `kubectl describe pod` shows on a real cluster, minus image pulls.
         self.record(
@@ -116,7 +46,7 @@ impl Sim {
             format!("Successfully assigned {ns}/{name} to kubesim-node"),
             "default-scheduler",
         );
-        for (c, _) in &containers {
+        for (c, _) in &script::containers(pod) {
             self.record(
                 pod,
                 "Pod",
@@ -132,21 +62,20 @@ impl Sim {
             uid: uid.clone(),
             step,
         };
-        if is_job_pod(pod) {
-            let run = annotation_ms(pod, "kubesim.dev/run-ms").unwrap_or(100);
-            self.after(Duration::from_millis(run), work(Step::Exit));
-            return;
-        }
-        if meta::annotation(pod, "kubesim.dev/never-ready") == Some("true") {
-            return;
-        }
-        let ready = annotation_ms(pod, "kubesim.dev/ready-after-ms").unwrap_or(100);
-        self.after(Duration::from_millis(ready), work(Step::Ready));
-        if let Some(crash) = annotation_ms(pod, "kubesim.dev/crash-after-ms") {
-            self.after(
-                Duration::from_millis(ready.max(crash)),
-                work(Step::Crash(1)),
-            );
+        match Script::of(pod) {
+            Script::RunToCompletion { run, .. } => self.after(run, work(Step::Exit)),
+            Script::Serve {
+                ready_after: Some(ready),
+                crash_after,
+            } => {
+                self.after(ready, work(Step::Ready));
+                if let Some(crash) = crash_after {
+                    self.after(crash, work(Step::Crash(1)));
+                }
+            }
+            Script::Serve {
+                ready_after: None, ..
+            } => {}
         }
     }
 
@@ -159,19 +88,7 @@ impl Sim {
         }
         match step {
             Step::Ready => self.update_status(&self.pods, ns, name, KUBELET, |p| {
-                if p.pointer("/status/containerStatuses/0/state/waiting")
-                    .is_some()
-                {
-                    return; // already crashed
-                }
-                set_ready(&mut p["status"], true);
-                for c in p["status"]["containerStatuses"]
-                    .as_array_mut()
-                    .into_iter()
-                    .flatten()
-                {
-                    c["ready"] = json!(true);
-                }
+                script::ready(&mut p["status"]);
             }),
             Step::Crash(n) => {
                 self.record(
@@ -182,23 +99,12 @@ impl Sim {
                     "Back-off restarting failed container".to_string(),
                     KUBELET,
                 );
-                let now = meta::now();
                 self.update_status(&self.pods, ns, name, KUBELET, |p| {
-                    set_ready(&mut p["status"], false);
                     let pod_name = meta::name(p).to_string();
-                    for c in p["status"]["containerStatuses"].as_array_mut().into_iter().flatten() {
-                        c["ready"] = json!(false);
-                        c["started"] = json!(false);
-                        c["restartCount"] = json!(n);
-                        c["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now}});
-                        c["state"] = json!({"waiting": {"reason": "CrashLoopBackOff",
-                            "message": format!("back-off restarting failed container {} in pod {pod_name}", c["name"].as_str().unwrap_or(""))}});
-                    }
+                    script::crashed(&mut p["status"], &pod_name, n);
                 });
-                // Back-off doubles like the kubelet's, capped so tests see restarts grow.
-                let next = Duration::from_millis((500u64 << n.min(5)).min(10_000));
                 self.after(
-                    next,
+                    script::crash_backoff(n),
                     Work::Pod {
                         ns: ns.into(),
                         name: name.into(),
@@ -208,20 +114,11 @@ impl Sim {
                 );
             }
             Step::Exit => {
-                let code: i64 = meta::annotation(&pod, "kubesim.dev/exit-code")
-                    .and_then(|c| c.trim().parse().ok())
-                    .unwrap_or(0);
-                let now = meta::now();
+                let Script::RunToCompletion { exit_code, .. } = Script::of(&pod) else {
+                    return;
+                };
                 self.update_status(&self.pods, ns, name, KUBELET, |p| {
-                    p["status"]["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
-                    set_ready(&mut p["status"], false);
-                    let started = p["status"]["startTime"].clone();
-                    for c in p["status"]["containerStatuses"].as_array_mut().into_iter().flatten() {
-                        c["ready"] = json!(false);
-                        c["started"] = json!(false);
-                        c["state"] = json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" },
-                            "startedAt": started.clone(), "finishedAt": now}});
-                    }
+                    script::exited(&mut p["status"], exit_code);
                 });
             }
         }
