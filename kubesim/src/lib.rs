@@ -14,6 +14,7 @@ pub mod fields;
 mod handlers;
 pub mod jsonpath;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod meta;
 pub mod patch;
 pub mod proto;

@@ -1,4 +1,5 @@
-//! `kubesim serve --addr 127.0.0.1:0 --kubeconfig PATH`
+//! `kubesim serve --addr 127.0.0.1:0 --kubeconfig PATH`, and `kubesim kubelet …`: the
+//! simulated node of the upstream control plane that `scripts/kube.sh` starts.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,22 @@ enum Command {
         #[arg(long)]
         no_cel: bool,
     },
+    /// Be the node of a real control plane: register a Ready Node, play its pods'
+    /// `kubesim.dev/*` scripts, serve `containerLogs` over TLS.
+    Kubelet {
+        /// Admin kubeconfig of the control plane.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        #[arg(long, default_value = "kubesim-node")]
+        node_name: String,
+        /// The kubelet endpoint (the Node's InternalIP and kubelet port).
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        tls_cert: PathBuf,
+        #[arg(long)]
+        tls_key: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -46,12 +63,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve {
-        addr,
-        kubeconfig,
-        watch_history,
-        no_cel,
-    } = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Serve {
+            addr,
+            kubeconfig,
+            watch_history,
+            no_cel,
+        } => serve(addr, kubeconfig, watch_history, no_cel).await,
+        Command::Kubelet {
+            kubeconfig,
+            node_name,
+            addr,
+            tls_cert,
+            tls_key,
+        } => {
+            let config = kubesim::kubelet::KubeletConfig {
+                kubeconfig,
+                node_name,
+                addr,
+                tls_cert,
+                tls_key,
+            };
+            tokio::select! {
+                result = kubesim::kubelet::run(config) => Ok(result?),
+                _ = stopped() => Ok(()),
+            }
+        }
+    }
+}
+
+async fn serve(
+    addr: SocketAddr,
+    kubeconfig: Option<PathBuf>,
+    watch_history: usize,
+    no_cel: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let server = kubesim::Server::builder()
         .addr(addr)
         .watch_history(watch_history)
@@ -63,11 +109,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The address goes to stdout alone, so scripts can read it.
     println!("{}", server.addr());
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    stopped().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn stopped() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    server.shutdown().await;
-    Ok(())
 }

@@ -147,7 +147,10 @@ fn container_statuses(status: &mut Value) -> impl Iterator<Item = &mut Value> {
 
 /// The containers passed their readiness: Ready, unless the pod already crashed.
 pub fn ready(status: &mut Value) {
-    if status.pointer("/containerStatuses/0/state/waiting").is_some() {
+    if status
+        .pointer("/containerStatuses/0/state/waiting")
+        .is_some()
+    {
         return;
     }
     set_ready(status, true);

@@ -379,4 +379,3 @@ fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
     json!({"apiVersion": api_version, "kind": kind, "name": meta::name(owner), "uid": meta::uid(owner),
            "controller": true, "blockOwnerDeletion": true})
 }
-
