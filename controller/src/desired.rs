@@ -156,21 +156,28 @@ pub fn preview_service(
 
 /// The active Service selecting one color+revision.
 ///
-/// `adopted`: the Service existed before the controller; only the two selector keys and the
-/// release label are applied, so no other field of the user's Service is touched. Otherwise
+/// `adopted`: the Service existed before the controller (its selector as it is now); only
+/// its selector and the release label are applied, so no other field of the user's Service
+/// is touched. A Service's selector is an atomic map (`+mapType=atomic`): an apply owns and
+/// replaces it whole, so the user's own keys are applied with ours, unchanged. Otherwise
 /// the controller created it from `spec.service.ports` and applies it whole (applying fewer
 /// fields than before would make server-side apply remove the missing ones).
 pub fn active_service(
     release: &BlueGreenRelease,
     color: Color,
     revision: &str,
-    adopted: bool,
+    adopted: Option<&BTreeMap<String, String>>,
 ) -> Service {
     let mut selector = BTreeMap::new();
     selector.insert(labels::COLOR.to_string(), color.as_str().to_string());
     selector.insert(labels::REVISION.to_string(), revision.to_string());
     let mut service_labels = release_label(release);
-    let (ports, owner_references) = if adopted {
+    let (ports, owner_references) = if let Some(existing) = adopted {
+        for (key, value) in existing {
+            if !key.starts_with(labels::PREFIX) {
+                selector.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
         (None, None)
     } else {
         service_labels.insert(labels::SERVICE_ROLE.into(), "active".into());

@@ -407,13 +407,21 @@ impl Writer {
                     .map_err(|e| Error::api(format!("delete Service {name}"), e))
             }
             Action::ReleaseService { name } => {
-                // Applying nothing with the controller's field manager removes every field it
-                // owns (the selector keys and the release label) and leaves the user's.
+                // Removes our selector keys and label, and only those. Not an empty apply:
+                // the selector is an atomic map that the controller's apply owns whole
+                // (the user's keys with ours), so giving it up would remove the user's
+                // keys too.
                 let api: Api<Service> = self.api();
-                let nothing =
-                    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}});
+                let ours = json!({
+                    "metadata": {"labels": {labels::RELEASE: null}},
+                    "spec": {"selector": {labels::COLOR: null, labels::REVISION: null, labels::RELEASE: null}}
+                });
+                let params = PatchParams {
+                    field_manager: Some(labels::FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                };
                 ignore_not_found(
-                    api.patch(name, &Self::apply_params(), &Patch::Apply(nothing))
+                    api.patch(name, &params, &Patch::Merge(ours))
                         .await
                         .map(|_| ()),
                 )

@@ -322,21 +322,26 @@ pub fn service_view(svc: &Service) -> ServiceView {
     }
 }
 
-/// The manager whose `managedFields` entry holds `spec.selector["bluegreen.dev/color"]`.
+/// The manager whose `managedFields` entry holds the selector's color key: on an API
+/// server, whoever owns the selector itself (it is an atomic map, owned whole, so the
+/// entry lists `f:selector` with nothing below it); a server that tracks its keys one by
+/// one names the owner of `f:bluegreen.dev/color`.
 fn selector_writer(svc: &Service) -> Option<String> {
     let key = format!("f:{}", labels::COLOR);
-    svc.metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .find_map(|entry| {
-            let fields = entry.fields_v1.as_ref()?;
-            fields
-                .0
-                .pointer("/f:spec/f:selector")?
-                .get(&key)
-                .and(entry.manager.clone())
-        })
+    let owners = || {
+        svc.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|entry| {
+                let selector = entry.fields_v1.as_ref()?.0.pointer("/f:spec/f:selector")?;
+                Some((entry.manager.clone()?, selector))
+            })
+    };
+    let of_the_key = owners().find(|(_, selector)| selector.get(&key).is_some());
+    let of_the_map =
+        || owners().find(|(_, selector)| selector.as_object().is_some_and(|m| m.is_empty()));
+    of_the_key.or_else(of_the_map).map(|(manager, _)| manager)
 }
 
 /// Whether `manager`'s `managedFields` entry holds the field at `pointer`.

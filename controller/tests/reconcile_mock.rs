@@ -919,8 +919,8 @@ async fn first_release_deploys_tests_and_flips_to_blue() {
     flip.assert_apply();
     assert_eq!(
         keys(&flip.selector()),
-        vec![labels::COLOR, labels::REVISION],
-        "an adopted Service gets exactly the two keys"
+        vec!["app", labels::COLOR, labels::REVISION],
+        "an adopted Service gets the two keys beside its own (the selector is atomic)"
     );
     assert_eq!(flip.selector()[labels::COLOR], "blue");
     assert_eq!(flip.selector()[labels::REVISION], revision);

@@ -61,16 +61,55 @@ const IGNORED_META: &[&str] = &[
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ListKeys<'a> {
     schema: Option<&'a Value>,
+    /// The built-in kind's plural, for its atomic maps and structs.
+    kind: Option<&'a str>,
 }
+
+/// Built-in maps and structs that are atomic (`+mapType=atomic`, `+structType=atomic`):
+/// owned, applied and replaced whole. A Service's selector is one, so an apply that sets
+/// two of its keys takes over (and replaces) the whole selector, as on an API server.
+const ATOMIC_BUILTIN: &[(&str, &[&str])] = &[
+    ("services", &["spec", "selector"]),
+    ("replicationcontrollers", &["spec", "selector"]),
+    ("replicasets", &["spec", "selector"]),
+    ("deployments", &["spec", "selector"]),
+    ("statefulsets", &["spec", "selector"]),
+    ("daemonsets", &["spec", "selector"]),
+    ("jobs", &["spec", "selector"]),
+];
 
 impl<'a> ListKeys<'a> {
     pub fn builtin() -> Self {
-        ListKeys { schema: None }
+        ListKeys {
+            schema: None,
+            kind: None,
+        }
     }
 
     /// For a CRD version's `openAPIV3Schema` (or built-in keys when `None`).
     pub fn schema(schema: Option<&'a Value>) -> Self {
-        ListKeys { schema }
+        ListKeys { schema, kind: None }
+    }
+
+    /// Built-in keys of the resource `plural`, with its atomic maps.
+    pub fn for_builtin(plural: &'a str) -> Self {
+        ListKeys {
+            schema: None,
+            kind: Some(plural),
+        }
+    }
+
+    /// Whether the map or struct at `prefix` is atomic.
+    fn atomic(&self, prefix: &[String]) -> bool {
+        let Some(kind) = self.kind else { return false };
+        ATOMIC_BUILTIN.iter().any(|(k, path)| {
+            *k == kind
+                && prefix.len() == path.len()
+                && prefix
+                    .iter()
+                    .zip(path.iter())
+                    .all(|(p, f)| p.strip_prefix("f:") == Some(*f))
+        })
     }
 
     /// Keys of the list at `prefix` (a field path), if it is associative and every
@@ -169,6 +208,9 @@ fn same_item(a: &Value, b: &Value, keys: &[String]) -> bool {
 
 fn collect(v: &Value, prefix: &mut Path, out: &mut FieldSet, keys: ListKeys<'_>) {
     match v {
+        Value::Object(m) if !m.is_empty() && keys.atomic(prefix) => {
+            out.insert(prefix.clone());
+        }
         Value::Object(m) if !m.is_empty() => {
             for (k, c) in m {
                 prefix.push(format!("f:{k}"));
@@ -324,6 +366,7 @@ pub fn render_path(path: &[String]) -> String {
 /// lists merge item-wise, everything else is replaced. `prefix` is the field path.
 pub fn merge_applied(live: &mut Value, applied: &Value, prefix: &mut Path, keys: ListKeys<'_>) {
     match (live, applied) {
+        (l @ Value::Object(_), a @ Value::Object(_)) if keys.atomic(prefix) => *l = a.clone(),
         (Value::Object(l), Value::Object(a)) => {
             for (k, av) in a {
                 match l.get_mut(k) {
@@ -544,7 +587,9 @@ fn diff(
         return;
     }
     match (old, new) {
-        (Some(Value::Object(o)), Some(Value::Object(n))) if !o.is_empty() && !n.is_empty() => {
+        (Some(Value::Object(o)), Some(Value::Object(n)))
+            if !o.is_empty() && !n.is_empty() && !keys.atomic(prefix) =>
+        {
             for k in union_keys(o, n) {
                 prefix.push(format!("f:{k}"));
                 diff(o.get(k), n.get(k), prefix, keys, out);
@@ -686,6 +731,34 @@ pub fn apply(req: ApplyRequest<'_>) -> Result<Value, Vec<Cause>> {
     }
     write_entries(&mut out, entries);
     Ok(out)
+}
+
+#[cfg(test)]
+mod atomic_tests {
+    use super::*;
+
+    /// A Service's selector is `+mapType=atomic`: the apply of two keys owns the whole map.
+    #[test]
+    fn a_service_selector_is_owned_and_replaced_whole() {
+        let keys = ListKeys::for_builtin("services");
+        let applied = json!({"spec": {"selector": {"bluegreen.dev/color": "blue"}}});
+        let set = field_set(
+            &applied,
+            Scope::Main {
+                status_subresource: true,
+            },
+            keys,
+        );
+        let path: Path = vec!["f:spec".into(), "f:selector".into()];
+        assert!(set.contains(&path), "{set:?}");
+        let mut live = json!({"spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+        merge_applied(&mut live, &applied, &mut Vec::new(), keys);
+        assert_eq!(
+            live["spec"]["selector"],
+            json!({"bluegreen.dev/color": "blue"})
+        );
+        assert_eq!(live["spec"]["ports"][0]["port"], 80);
+    }
 }
 
 #[cfg(test)]

@@ -302,7 +302,8 @@ impl Planner<'_> {
             .obs
             .active_service
             .as_ref()
-            .is_some_and(|s| !s.created_by_controller());
+            .filter(|s| !s.created_by_controller())
+            .map(|s| &s.selector);
         self.actions.push(Action::Flip {
             service: Box::new(desired::active_service(
                 self.release,

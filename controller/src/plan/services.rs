@@ -72,7 +72,9 @@ impl Planner<'_> {
             ));
             return;
         };
-        let adopted = existing.is_some_and(|s| !s.created_by_controller());
+        let adopted = existing
+            .filter(|s| !s.created_by_controller())
+            .map(|s| &s.selector);
         self.actions.push(Action::Flip {
             service: Box::new(crate::desired::active_service(
                 self.release,

@@ -238,7 +238,8 @@ impl Sim {
                 wanted.selector_writer = Some(labels::FIELD_MANAGER.into());
                 match &mut self.active_service {
                     Some(existing) => {
-                        existing.selector.extend(wanted.selector);
+                        // The selector is an atomic map: an apply replaces it whole.
+                        existing.selector = wanted.selector;
                         existing.selector_writer = wanted.selector_writer;
                         existing.labels.extend(wanted.labels);
                         if !wanted.ports.is_empty() {

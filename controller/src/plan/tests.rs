@@ -160,7 +160,9 @@ fn first_release_creates_the_active_service_with_ports_and_both_keys() {
 }
 
 #[test]
-fn an_adopted_service_gets_only_the_two_selector_keys() {
+/// The selector is an atomic map (an apply owns and replaces it whole, as a real API server
+/// showed): the flip applies the user's keys unchanged with the two of ours.
+fn an_adopted_service_gets_the_two_selector_keys_beside_its_own() {
     let mut sim = Sim::new(release("web:1", &[]));
     sim.active_service = Some(ServiceView {
         name: "web-active".into(),
@@ -182,7 +184,7 @@ fn an_adopted_service_gets_only_the_two_selector_keys() {
     let spec = service.spec.unwrap();
     assert_eq!(
         spec.selector.unwrap().keys().cloned().collect::<Vec<_>>(),
-        vec![labels::COLOR, labels::REVISION]
+        vec!["app", labels::COLOR, labels::REVISION]
     );
     assert!(spec.ports.is_none(), "the user's ports are not ours");
     assert!(

@@ -98,12 +98,12 @@ fn key(def: &ResourceDef, ns: &str, name: &str) -> ObjKey {
 /// List semantics for managedFields and apply: the served version's schema for
 /// custom resources, built-in merge keys otherwise.
 fn list_keys<'a>(def: &'a ResourceDef, version: &str) -> apply::ListKeys<'a> {
-    apply::ListKeys::schema(
-        def.crd
-            .as_ref()
-            .and_then(|m| m.get(version))
-            .and_then(|v| v.schema.as_ref()),
-    )
+    match &def.crd {
+        Some(versions) => {
+            apply::ListKeys::schema(versions.get(version).and_then(|v| v.schema.as_ref()))
+        }
+        None => apply::ListKeys::for_builtin(&def.plural),
+    }
 }
 
 /// Whether two objects agree on every top-level field but `ignored`, compared in place
