@@ -1,8 +1,9 @@
 //! The kubelet's `containerLogs` endpoint, over TLS, as the API server's `pods/log` proxy
 //! calls it: `GET /containerLogs/{namespace}/{pod}/{container}?tailLines=N`.
 //!
-//! The log is what the pod's `kubesim.dev/log` annotation scripts. The API server is not
-//! authenticated: the endpoint is on loopback and serves nothing but those annotations.
+//! The log is what the pod's `kubesim.dev/log` annotation scripts, as the pod watch last
+//! showed it. The API server is not authenticated: the endpoint is on loopback and serves
+//! nothing but those annotations.
 
 use std::{collections::HashMap, future::Future, sync::Arc};
 
@@ -13,20 +14,17 @@ use axum::{
     routing::get,
 };
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::Pod;
-use kube::{Api, Client};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::{KubeletConfig, KubeletError};
-use crate::script;
+use super::{KubeletConfig, KubeletError, pods::PodLogs};
 
 /// Binds the endpoint now (so the Node is registered only once it answers) and returns the
 /// future that serves it.
 pub async fn serve(
     config: &KubeletConfig,
-    client: Client,
+    logs: PodLogs,
 ) -> Result<impl Future<Output = Result<(), KubeletError>>, KubeletError> {
     let acceptor = TlsAcceptor::from(Arc::new(tls(config)?));
     let addr = config.addr;
@@ -39,7 +37,7 @@ pub async fn serve(
             get(container_logs),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(client);
+        .with_state(logs);
     Ok(async move {
         loop {
             let (tcp, _) = listener
@@ -79,22 +77,21 @@ fn tls(config: &KubeletConfig) -> Result<rustls::ServerConfig, KubeletError> {
 }
 
 async fn container_logs(
-    State(client): State<Client>,
+    State(logs): State<PodLogs>,
     Path((namespace, pod, _container)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<String, (StatusCode, String)> {
-    let pods: Api<Pod> = Api::namespaced(client, &namespace);
-    let pod = match pods.get_opt(&pod).await {
-        Ok(Some(pod)) => pod,
-        Ok(None) => {
-            return Err((
-                StatusCode::NOT_FOUND,
-                format!("pod {namespace}/{pod} not found"),
-            ));
-        }
-        Err(e) => return Err((StatusCode::BAD_GATEWAY, e.to_string())),
+    let log = logs
+        .lock()
+        .expect("logs")
+        .get(&(namespace.clone(), pod.clone()))
+        .cloned();
+    let Some(log) = log else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not on this node"),
+        ));
     };
-    let log = script::log(&serde_json::to_value(&pod).expect("a Pod is JSON"));
     let tail = query.get("tailLines").and_then(|n| n.parse::<usize>().ok());
     Ok(tail_lines(&log, tail))
 }

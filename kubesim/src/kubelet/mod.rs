@@ -64,12 +64,13 @@ impl KubeletError {
 /// Registers the node, then serves logs and plays pods until the process is stopped.
 pub async fn run(config: KubeletConfig) -> Result<(), KubeletError> {
     let client = client(&config).await?;
-    let logs = logs::serve(&config, client.clone()).await?;
+    let pod_logs = pods::PodLogs::default();
+    let serving = logs::serve(&config, pod_logs.clone()).await?;
     node::register(&client, &config).await?;
     tracing::info!(node = %config.node_name, addr = %config.addr, "node registered and Ready");
     tokio::select! {
-        result = pods::play(client, &config) => result,
-        result = logs => result,
+        result = pods::play(client, &config, pod_logs) => result,
+        result = serving => result,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Plays every pod bound to the node through its script, and finishes deletions.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU32, Ordering},
@@ -29,15 +29,24 @@ struct Seen {
 
 struct Node {
     client: Client,
+    logs: PodLogs,
     host_ip: String,
     next_ip: AtomicU32,
     seen: Mutex<Seen>,
 }
 
-pub async fn play(client: Client, config: &KubeletConfig) -> Result<(), KubeletError> {
+/// The scripted log of each pod on the node, by (namespace, name), for `containerLogs`.
+pub type PodLogs = Arc<Mutex<HashMap<(String, String), String>>>;
+
+pub async fn play(
+    client: Client,
+    config: &KubeletConfig,
+    logs: PodLogs,
+) -> Result<(), KubeletError> {
     let pods: Api<Pod> = Api::all(client.clone());
     let node = Arc::new(Node {
         client,
+        logs,
         host_ip: config.addr.ip().to_string(),
         // Pod IPs from 10.244.0.0/16, starting where a restarted kubelet is unlikely to
         // have been.
@@ -61,6 +70,12 @@ pub async fn play(client: Client, config: &KubeletConfig) -> Result<(), KubeletE
 
 impl Node {
     fn observe(self: Arc<Self>, pod: Pod) {
+        let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+        let value = serde_json::to_value(&pod).expect("a Pod is JSON");
+        self.logs
+            .lock()
+            .expect("logs")
+            .insert(key, script::log(&value));
         let uid = pod.uid().unwrap_or_default();
         let deleting = pod.metadata.deletion_timestamp.is_some();
         let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
@@ -151,21 +166,29 @@ impl Node {
         }
     }
 
-    /// Writes the pod's whole status, unless the pod is gone or being deleted (then the
-    /// deletion is what happens next).
+    /// Writes the pod's whole status. No read first: the Node authorizer learns that a pod
+    /// is bound to this node a moment after the binding, so a read (or write) right away
+    /// may be refused with 403 — a write is retried briefly, as the kubelet's status
+    /// manager does. The uid in the patch keeps it off a new pod of the same name.
     async fn write(&self, pod: &Pod, status: &Value) -> Result<(), kube::Error> {
         let api = self.api(pod);
         let name = pod.name_any();
-        let current = match api.get_opt(&name).await? {
-            Some(current) if current.uid() == pod.uid() => current,
-            _ => return Ok(()),
-        };
-        if current.metadata.deletion_timestamp.is_some() {
-            return Ok(());
+        let patch = json!({"metadata": {"uid": pod.uid()}, "status": status});
+        let mut attempt = 0;
+        loop {
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Gone, or replaced by a pod of the same name: nothing to report.
+                Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => return Ok(()),
+                Err(kube::Error::Api(s)) if (s.code == 403 || s.code >= 500) && attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let patch = json!({"status": status});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map(|_| ())
     }
 }
