@@ -6,7 +6,7 @@ KUBECTL := $(PY_TOOLS)/bin/kubectl
 export BLUEGREEN_KUBECTL := $(KUBECTL)
 CRD_YAML := charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml
 
-.PHONY: test lint crds tools build demo bench e2e e2e-cluster chart-test
+.PHONY: test lint crds tools build demo bench e2e e2e-kube e2e-cluster kube chart-test
 
 ## build: the controller and kubesim binaries (the e2e suite runs the real binary)
 build:
@@ -40,9 +40,15 @@ chart-test: tools
 	$(PY_TOOLS)/bin/python charts/bluegreen-controller/ci/lint.py
 	lua5.4 charts/bluegreen-controller/argocd/test/run.lua
 
-## test: everything CI runs
-test: tools lint build chart-test
+## kube: build the upstream control plane from the Go modules (once; cached in ~/.cache/bluegreen)
+kube:
+	scripts/kube.sh build
+
+## test: everything CI runs: every test on kubesim, then the scenario suite on the upstream
+## control plane
+test: tools lint build chart-test kube
 	cargo test --workspace --no-fail-fast
+	scripts/e2e-kube.sh
 
 ## demo: kubesim + controller + the example release, blue -> green -> rollback
 demo: tools build
@@ -51,6 +57,10 @@ demo: tools build
 ## e2e: the scenario suite on kubesim
 e2e: tools build
 	cargo test -p bluegreen-e2e --no-fail-fast
+
+## e2e-kube: the same suite on the upstream control plane of scripts/kube.sh (built on first use)
+e2e-kube: tools build kube
+	scripts/e2e-kube.sh
 
 ## e2e-cluster: the same suite on the cluster in $$KUBECONFIG (e.g. kind); not run here
 e2e-cluster: tools build

@@ -159,8 +159,8 @@ impl Fixture {
 
     /// Writes the controller made (its field manager, or any write by its user agent).
     pub fn controller_writes(&self) -> Vec<kubesim::AuditEntry> {
-        let sim = self.env.kubesim().expect("scenario runs on kubesim");
-        sim.audit()
+        self.env
+            .audit()
             .into_iter()
             .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
             .filter(|e| {

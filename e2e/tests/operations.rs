@@ -10,6 +10,12 @@ use kube::Api;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_crd_is_a_clear_error_and_a_non_zero_exit() {
     let env = Env::start_without_crd("no-crd").await.unwrap();
+    if env
+        .kubesim_only("a shared real cluster keeps the CRD the other scenarios need")
+        .is_none()
+    {
+        return;
+    }
     let mut controller = env.start_controller().unwrap();
     let status = controller
         .wait_exit(Duration::from_secs(30))
@@ -161,7 +167,11 @@ async fn probes_and_metrics_follow_the_release() {
     })
     .await
     .unwrap();
-    assert!(info.contains(r#"bluegreen_release_info{color="blue",namespace="default",release="web",version="1.0.0"} 1"#), "{info}");
+    let series = format!(
+        r#"bluegreen_release_info{{color="blue",namespace="{}",release="web",version="1.0.0"}} 1"#,
+        env.namespace
+    );
+    assert!(info.contains(&series), "{info}");
     assert!(info.contains(r#"bluegreen_releases{phase="Stable"} 1"#));
     assert!(info.contains(r#"bluegreen_smoke_tests_total{result="succeeded"} 1"#));
     assert!(info.contains("bluegreen_reconcile_duration_seconds_bucket"));

@@ -128,7 +128,7 @@ async fn rollback_is_one_more_write_and_a_git_revert_settles_it() {
         "previous color stays warm at full size"
     );
 
-    let sim = f.env.kubesim().unwrap();
+    let sim = &f.env;
     let before = sim.audit_next_seq();
     f.request("rollback", "rb-1").await;
     let status = f
@@ -269,7 +269,7 @@ async fn a_replicas_change_is_a_scale_not_a_release() {
     let _controller = f.env.start_controller().unwrap();
     f.apply(&release("shop:1", 0));
     let stable = f.stable("1").await;
-    let sim = f.env.kubesim().unwrap();
+    let sim = &f.env;
     let before = sim.audit_next_seq();
     f.env
         .kubectl(&["scale", "bgr", "shop", "--replicas=4"])
@@ -407,7 +407,7 @@ async fn a_restarted_controller_writes_nothing_for_settled_releases() {
     assert!(before.standby.is_some());
     controller.kill().unwrap();
 
-    let sim = f.env.kubesim().unwrap();
+    let sim = &f.env;
     let since = sim.audit_next_seq();
     let restarted = f.env.start_controller().unwrap();
     let addr = restarted
@@ -510,7 +510,7 @@ async fn concurrent_upgrades_run_each_smoke_test_once() {
     futures::future::join_all((0..RELEASES).map(|i| create(named(i, "shop:1")))).await;
     stable_on("1").await;
 
-    let sim = f.env.kubesim().unwrap();
+    let sim = &f.env;
     let since = sim.audit_next_seq();
     let upgrade = |i: usize| {
         let releases = f.releases.clone();

@@ -40,6 +40,17 @@ async fn event_notes(f: &Fixture, reason: &str) -> Vec<String> {
     found.into_iter().filter_map(|e| e.note).collect()
 }
 
+/// The notes once there are at least `count`: an Event is published after the status
+/// write that it explains.
+async fn event_notes_at_least(f: &Fixture, reason: &str, count: usize) -> Vec<String> {
+    eventually(&format!("{count} {reason} Events"), TIMEOUT, || async {
+        let notes = event_notes(f, reason).await;
+        Ok((notes.len() >= count).then_some(notes))
+    })
+    .await
+    .unwrap()
+}
+
 async fn patch_service(f: &Fixture, name: &str, patch: serde_json::Value) {
     f.services
         .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
@@ -64,11 +75,12 @@ async fn a_deleted_active_replica_set_is_recreated_and_the_release_is_not_ready_
                 .is_some_and(|c| c.status == "False" && c.reason == "ActiveUnavailable")
         })
         .await;
+    // Seen while it is gone, or once rebuilt while its pods start.
     assert!(
-        repairing
-            .message
-            .as_deref()
-            .is_some_and(|m| m.contains("recreating the deleted ReplicaSet shop-blue")),
+        repairing.message.as_deref().is_some_and(|m| {
+            m.contains("recreating the deleted ReplicaSet shop-blue")
+                || m.contains("pods of the active color blue (version 1) are available")
+        }),
         "{:?}",
         repairing.message
     );
@@ -84,7 +96,7 @@ async fn a_deleted_active_replica_set_is_recreated_and_the_release_is_not_ready_
     assert_eq!(status.phase, Some(Phase::Stable));
     assert_eq!(status.history.len(), 1, "a repair is not a release");
     assert_eq!(f.active_selector().await.0, "blue");
-    let notes = event_notes(&f, "ActiveReplicaSetRecreated").await;
+    let notes = event_notes_at_least(&f, "ActiveReplicaSetRecreated", 1).await;
     assert_eq!(notes.len(), 1, "{notes:?}");
 }
 
@@ -96,7 +108,7 @@ async fn a_service_of_another_release_is_never_written() {
     f.apply(&release("shop:1", 0));
     f.stable("1").await;
     let live = f.active_selector().await;
-    let sim = f.env.kubesim().unwrap();
+    let sim = &f.env;
     let since = sim.audit_next_seq();
 
     let mut thief = release("thief:1", 0);
@@ -150,6 +162,12 @@ async fn a_service_of_another_release_is_never_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_watch_during_testing_delays_nothing() {
     let f = Fixture::start("expired-watch").await;
+    let Some(sim) = f
+        .env
+        .kubesim_only("a 410 on every watch is a kubesim fault; an API server expires versions on its own schedule")
+    else {
+        return;
+    };
     let _controller = f.env.start_controller().unwrap();
     f.apply(&release("shop:1", 0));
     f.stable("1").await;
@@ -162,7 +180,7 @@ async fn an_expired_watch_during_testing_delays_nothing() {
     })
     .await;
     let expired = Instant::now();
-    f.env.kubesim().unwrap().expire_resource_versions();
+    sim.expire_resource_versions();
     // The Job ends about a second later; before the fix the release finished 61–79 s after.
     // A bound far above the time it takes and far below the old delay keeps this from
     // being a speed assertion.
@@ -229,7 +247,7 @@ async fn a_hand_moved_selector_is_repaired_and_the_standby_kept() {
         assert_eq!(status.standby, green.standby, "the standby record is kept");
         assert_eq!(status.history, green.history, "a repair is not a release");
     }
-    let notes = event_notes(&f, "SelectorRepaired").await;
+    let notes = event_notes_at_least(&f, "SelectorRepaired", 2).await;
     assert_eq!(notes.len(), 2, "{notes:?}");
     assert!(notes[0].contains("deadbeef00"), "{notes:?}");
     assert_eq!(
@@ -310,7 +328,7 @@ async fn each_event_describes_what_happened_that_time() {
         f.apply(&release(&format!("shop:{version}"), 0));
         f.stable(version).await;
     }
-    let notes = event_notes(&f, "Promoted").await;
+    let notes = event_notes_at_least(&f, "Promoted", 3).await;
     assert_eq!(notes.len(), 3, "{notes:?}");
     for (note, (color, version)) in notes
         .iter()
