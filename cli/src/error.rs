@@ -57,7 +57,7 @@ pub enum CliError {
         message: String,
     },
 
-    #[error("{verb} refused by the controller: {reason}")]
+    #[error("{verb} refused by the controller: {reason} (nothing was changed)")]
     Refused { verb: String, reason: String },
 
     #[error(
