@@ -221,7 +221,7 @@ impl StatusView {
             smoke_tests,
             conditions,
             last_action: status.last_action.clone(),
-            events: newest_events(&name, events),
+            events: newest_events(&name, release.metadata.uid.as_deref(), events),
             name,
         }
     }
@@ -236,13 +236,16 @@ impl StatusView {
     }
 }
 
-/// The release's Events, oldest first, at most [`EVENTS_SHOWN`] of the newest.
-fn newest_events(name: &str, events: &[Event]) -> Vec<EventView> {
+/// The release's Events, oldest first, at most [`EVENTS_SHOWN`] of the newest. Events of an
+/// earlier release of the same name (another uid) are not this one's.
+fn newest_events(name: &str, uid: Option<&str>, events: &[Event]) -> Vec<EventView> {
     let mut views: Vec<EventView> = events
         .iter()
         .filter(|e| {
             e.regarding.as_ref().is_some_and(|r| {
-                r.kind.as_deref() == Some("BlueGreenRelease") && r.name.as_deref() == Some(name)
+                r.kind.as_deref() == Some("BlueGreenRelease")
+                    && r.name.as_deref() == Some(name)
+                    && (uid.is_none() || r.uid.is_none() || r.uid.as_deref() == uid)
             })
         })
         .filter_map(|e| {
