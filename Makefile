@@ -8,7 +8,7 @@ CRD_YAML := charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yam
 
 .PHONY: test lint crds tools build demo bench e2e e2e-kube e2e-cluster kube chart-test image manifests
 
-## build: the controller and kubesim binaries (the e2e suite runs the real binary)
+## build: the controller, kubesim and kubectl-bluegreen binaries (the e2e suites run the real ones)
 build:
 	cargo build --workspace --bins
 
