@@ -8,6 +8,9 @@ into a kubesim (a throwaway one started from the kubesim binary, or the one at
   helm.py render [--kubeconfig KC | --kubesim BIN] [--out FILE]
       deploy/install.yaml: the chart with its default values, release "bluegreen-controller"
       in namespace "bluegreen-system", preceded by that Namespace and the chart's CRD.
+  helm.py install --kubeconfig KC --release NAME --namespace NS [--values JSON]
+      installs the chart into the cluster at KC (scripts/e2e-kube.sh: the controller then
+      runs under the chart's ServiceAccount).
   helm.py values --kubeconfig KC CASES_JSON
       CASES_JSON maps a case name to a values object; installs each (no wait) as a release
       named after the case in a namespace of that name, and prints
@@ -111,6 +114,11 @@ def main():
     r.add_argument("--kubeconfig")
     r.add_argument("--kubesim", default="target/debug/kubesim")
     r.add_argument("--out")
+    i = sub.add_parser("install")
+    i.add_argument("--kubeconfig", required=True)
+    i.add_argument("--release", required=True)
+    i.add_argument("--namespace", required=True)
+    i.add_argument("--values", default="{}")
     v = sub.add_parser("values")
     v.add_argument("--kubeconfig", required=True)
     v.add_argument("cases")
@@ -121,6 +129,9 @@ def main():
         os.environ.setdefault("HELM_CACHE_HOME", os.path.join(tmp, "cache"))
         os.environ.setdefault("HELM_CONFIG_HOME", os.path.join(tmp, "config"))
         os.environ.setdefault("HELM_DATA_HOME", os.path.join(tmp, "data"))
+        if args.command == "install":
+            asyncio.run(install(args.kubeconfig, args.release, args.namespace, json.loads(args.values)))
+            return
         if args.command == "values":
             print(json.dumps(check_values(args.kubeconfig, json.loads(args.cases))))
             return

@@ -67,43 +67,46 @@ Everything the controller reads and writes inside the namespaces it watches. Sha
 ClusterRole (all namespaces) and the Role (watchNamespace) so the two cannot drift apart.
 */}}
 {{- define "bluegreen-controller.namespacedRules" -}}
+# Exactly what the controller uses, checked against a real API server's audit log by
+# scripts/e2e-kube.sh (kube/rbac_coverage.py): nothing refused, nothing granted unused.
+# Releases: watched, their action annotations removed, their status written.
 - apiGroups: ["bluegreen.dev"]
   resources: ["bluegreenreleases"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["bluegreen.dev"]
   resources: ["bluegreenreleases/status"]
-  verbs: ["get", "patch", "update"]
-# One ReplicaSet per color.
+  verbs: ["patch"]
+# One ReplicaSet per color: server-side apply (authorized as a create when it creates), a
+# fresh read right before the flip, resizing through the scale subresource, replacing a
+# revision.
 - apiGroups: ["apps"]
   resources: ["replicasets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Active and preview Services; the active one's selector is owned through server-side apply.
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["replicasets/scale"]
+  verbs: ["patch"]
+# Active and preview Services (server-side apply); one the controller created is deleted
+# when spec.service.name moves on.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Smoke-test Jobs.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
-# Pods of smoke tests, and their log tail when a test fails.
+  verbs: ["list", "watch", "create", "delete"]
+# Pods of both colors and of smoke tests, and a failed test's log tail.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
 # Preview endpoints are checked before smoke tests start.
-- apiGroups: [""]
-  resources: ["endpoints"]
-  verbs: ["get", "list", "watch"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["get", "list", "watch"]
-# An Event on every phase transition.
+  verbs: ["list", "watch"]
+# Events, as a series when one repeats.
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
