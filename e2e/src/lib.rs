@@ -170,6 +170,32 @@ impl Env {
         }
     }
 
+    /// The kubeconfig the controller runs with: on the upstream control plane of
+    /// `make e2e-kube`, a token of the chart's ServiceAccount
+    /// (`BLUEGREEN_CONTROLLER_KUBECONFIG`), so RBAC is enforced by a real authorizer;
+    /// otherwise the test's own.
+    pub fn controller_kubeconfig(&self) -> PathBuf {
+        match (
+            &self.backend,
+            std::env::var("BLUEGREEN_CONTROLLER_KUBECONFIG"),
+        ) {
+            (Backend::Real, Ok(path)) => PathBuf::from(path),
+            _ => self.kubeconfig.clone(),
+        }
+    }
+
+    /// The namespace the controller runs in (`POD_NAMESPACE`: where its Lease lives): the
+    /// chart's on the upstream control plane (`BLUEGREEN_CONTROLLER_NAMESPACE`).
+    pub fn controller_namespace(&self) -> String {
+        match (
+            &self.backend,
+            std::env::var("BLUEGREEN_CONTROLLER_NAMESPACE"),
+        ) {
+            (Backend::Real, Ok(ns)) => ns,
+            _ => "default".to_string(),
+        }
+    }
+
     /// The real API server's audit log (`BLUEGREEN_KUBE_AUDIT_LOG`, set by `make e2e-kube`).
     fn audit_log(&self) -> PathBuf {
         std::env::var("BLUEGREEN_KUBE_AUDIT_LOG")
@@ -354,7 +380,8 @@ impl ControllerProcess {
         let file = std::fs::File::create(&log)?;
         let child = Command::new(program)
             .args(args)
-            .env("KUBECONFIG", &env.kubeconfig)
+            .env("KUBECONFIG", env.controller_kubeconfig())
+            .env("POD_NAMESPACE", env.controller_namespace())
             .env("BLUEGREEN_NAMESPACE", &env.namespace)
             .env("BLUEGREEN_METRICS_ADDR", "127.0.0.1:0")
             .env("BLUEGREEN_LOG_LEVEL", "info")

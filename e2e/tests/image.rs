@@ -332,7 +332,9 @@ async fn container_from_the_image_reconciles_a_release_under_podman() {
     let root = storage.join("root").display().to_string();
     let runroot = storage.join("run").display().to_string();
     let archive = format!("oci-archive:{}", archive_path().display());
-    let kubeconfig = format!("{}:/kubeconfig:ro", env.kubeconfig.display());
+    // The controller's own kubeconfig (self-contained: on the upstream control plane, the
+    // chart ServiceAccount's token with the CA embedded).
+    let kubeconfig = format!("{}:/kubeconfig:ro", env.controller_kubeconfig().display());
     let mut args = vec![
         "--root",
         &root,
@@ -363,6 +365,7 @@ async fn container_from_the_image_reconciles_a_release_under_podman() {
     // container's.
     for name in [
         "BLUEGREEN_NAMESPACE",
+        "POD_NAMESPACE",
         "BLUEGREEN_METRICS_ADDR",
         "BLUEGREEN_LOG_LEVEL",
         "BLUEGREEN_LOG_FORMAT",

@@ -113,8 +113,11 @@ async fn kubectl_apply_of_install_yaml_creates_every_object() {
         assert_eq!(got["metadata"]["name"], name);
     }
     assert!(objects >= 7, "{objects} objects in install.yaml");
-    // The CRD serves at once: the kind the controller reconciles exists.
-    let none = env.kubectl(&["get", "bgr", "-A", "-o", "name"]).unwrap();
+    // The CRD serves at once: the kind the controller reconciles exists (asked in the
+    // install's own namespace: on a shared cluster other scenarios have releases).
+    let none = env
+        .kubectl(&["get", "bgr", "-n", "bluegreen-system", "-o", "name"])
+        .unwrap();
     assert_eq!(none.trim(), "");
     let deployment = env
         .kubectl(&[

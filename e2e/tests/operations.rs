@@ -63,12 +63,12 @@ async fn with_leader_election_only_the_lease_holder_acts_and_a_follower_takes_ov
         [
             ("BLUEGREEN_LEADER_ELECTION", "true"),
             ("BLUEGREEN_LEASE_NAME", "bluegreen-e2e"),
-            ("POD_NAMESPACE", "default"),
             ("POD_NAME", id),
         ]
     };
     let mut first = env.start_controller_with(&election("first")).unwrap();
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    // The Lease lives where the controller runs (POD_NAMESPACE, set by the harness).
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.controller_namespace());
     eventually("first holds the lease", Duration::from_secs(30), || async {
         let lease = leases
             .get_opt("bluegreen-e2e")

@@ -252,14 +252,14 @@ async fn stale_apply_with_a_resource_version_is_a_conflict() {
 async fn ssa_conflict_between_managers_and_force_wins() {
     let server = kubesim::Server::start().await.unwrap();
     let svcs: Api<Service> = Api::default_namespaced(client(&server));
-    let helm = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+    let helm = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"app": "web"}},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
     svcs.patch("web", &PatchParams::apply("helm"), &Patch::Apply(&helm))
         .await
         .unwrap();
-    // A second manager adds its own keys without conflict and without touching helm's.
-    let ctl = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-        "spec": {"selector": {"bluegreen.dev/color": "blue"}}});
+    // A second manager adds its own keys to a granular map without conflict and without
+    // touching helm's.
+    let ctl = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"bluegreen.dev/release": "web"}}});
     let s = svcs
         .patch(
             "web",
@@ -268,15 +268,30 @@ async fn ssa_conflict_between_managers_and_force_wins() {
         )
         .await
         .unwrap();
-    let sel = s.spec.unwrap().selector.unwrap();
-    assert_eq!(sel.get("app").map(String::as_str), Some("web"));
+    let labels = s.metadata.labels.unwrap();
+    assert_eq!(labels.get("app").map(String::as_str), Some("web"));
     assert_eq!(
-        sel.get("bluegreen.dev/color").map(String::as_str),
-        Some("blue")
+        labels.get("bluegreen.dev/release").map(String::as_str),
+        Some("web")
     );
-    // Changing helm's field is a conflict naming the manager and the field.
-    let grab = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-        "spec": {"selector": {"bluegreen.dev/color": "blue", "app": "other"}}});
+    // The selector is an atomic map (as on an API server): applying any other selector
+    // is a conflict on the selector as a whole.
+    let selector = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"bluegreen.dev/color": "blue"}}});
+    let err = svcs
+        .patch(
+            "web",
+            &PatchParams::apply("bluegreen-controller"),
+            &Patch::Apply(&selector),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected API error")
+    };
+    assert_eq!(status.details.unwrap().causes[0].field, ".spec.selector");
+    // Changing helm's label is a conflict naming the manager and the field.
+    let grab = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"bluegreen.dev/release": "web", "app": "other"}}});
     let err = svcs
         .patch(
             "web",
@@ -295,7 +310,7 @@ async fn ssa_conflict_between_managers_and_force_wins() {
         status.message
     );
     let causes = status.details.unwrap().causes;
-    assert_eq!(causes[0].field, ".spec.selector.app");
+    assert_eq!(causes[0].field, ".metadata.labels.app");
     assert_eq!(causes[0].reason, "FieldManagerConflict");
     // force takes ownership.
     let s = svcs
@@ -306,10 +321,7 @@ async fn ssa_conflict_between_managers_and_force_wins() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        s.spec.as_ref().unwrap().selector.as_ref().unwrap()["app"],
-        "other"
-    );
+    assert_eq!(s.metadata.labels.as_ref().unwrap()["app"], "other");
     let owners: Vec<String> = s
         .metadata
         .managed_fields
