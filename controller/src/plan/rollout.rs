@@ -251,12 +251,10 @@ impl Planner<'_> {
                 self.set_phase(
                     Phase::AwaitingPromotion,
                     format!(
-                        "version {} is ready on {}; to flip, run `kubectl annotate bgr {} {}=promote {}=<unique id>`",
+                        "version {} is ready on {}; to flip, run `kubectl bluegreen promote {}`",
                         r.version,
                         r.color,
                         self.release.name_any(),
-                        bluegreen_crd::labels::ACTION,
-                        bluegreen_crd::labels::ACTION_ID
                     ),
                 );
                 return Step::Continue;

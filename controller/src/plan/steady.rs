@@ -44,7 +44,7 @@ impl Planner<'_> {
             (None, true) => (
                 "RolledBack".to_string(),
                 format!(
-                    "rolled back to version {}; the spec still asks for revision {}, which will not be deployed again until the spec changes or a retry (`kubectl annotate bgr {} bluegreen.dev/action=retry bluegreen.dev/action-id=<unique id>`)",
+                    "rolled back to version {}; the spec still asks for revision {}, which will not be deployed again until the spec changes or a retry (`kubectl bluegreen retry {}`)",
                     self.status.active_version.clone().unwrap_or_default(),
                     self.desired_revision,
                     self.release.name_any()
@@ -53,7 +53,7 @@ impl Planner<'_> {
             (None, false) => (
                 "RevisionBlocked".to_string(),
                 format!(
-                    "revision {} failed; it will not be deployed again until the spec changes or a retry (`kubectl annotate bgr {} bluegreen.dev/action=retry bluegreen.dev/action-id=<unique id>`)",
+                    "revision {} failed; it will not be deployed again until the spec changes or a retry (`kubectl bluegreen retry {}`)",
                     self.desired_revision,
                     self.release.name_any()
                 ),
