@@ -10,6 +10,8 @@ use bluegreen_crd::{
     ActionResult, LastAction, Outcome, RolloutStatus, labels, status::CONSUMED_ACTION_IDS,
 };
 
+use kube::ResourceExt;
+
 use super::Planner;
 
 /// The verbs a person (or the kubectl plugin) can ask for.
@@ -56,14 +58,15 @@ impl Planner<'_> {
         if self.already_consumed(&id) {
             return false;
         }
+        let release = self.release.name_any();
         let decision = if id.is_empty() {
             Err(format!(
-                "annotation {} is missing; every action needs a unique id",
+                "annotation {} is missing; every action needs a unique id (`kubectl bluegreen {verb} {release}` adds one)",
                 labels::ACTION_ID
             ))
         } else if self.used_before(&id) {
             Err(format!(
-                "action id '{id}' was already used by an earlier action, and each id is consumed once; nothing was done. Ask again with a new id"
+                "action id '{id}' was already used by an earlier action, and each id is consumed once; nothing was done. Ask again with a new id (`kubectl bluegreen {verb} {release}` makes one)"
             ))
         } else if self.release.spec.paused {
             Err("the release is paused (spec.paused); unpause it first".to_string())
@@ -179,10 +182,10 @@ impl Planner<'_> {
 
     fn accept_rollback(&mut self, id: &str) -> Result<String, String> {
         if self.status.rollout.is_some() {
-            return Err(
-                "a rollout is in progress; use abort to stop it (the active color is untouched)"
-                    .into(),
-            );
+            return Err(format!(
+                "a rollout is in progress; use `kubectl bluegreen abort {}` to stop it (the active color is untouched)",
+                self.release.name_any()
+            ));
         }
         let (Some(active), Some(standby)) = (self.active(), self.status.standby.clone()) else {
             return Err("there is no previous color to roll back to".into());
