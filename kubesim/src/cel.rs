@@ -33,6 +33,22 @@ fn at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
+/// The rules' causes added to the structural schema's, as the apiserver adds them: not run
+/// past a blocking schema failure (a value of the wrong type, size or enum), which one more
+/// cause reports instead.
+pub fn after_schema(
+    compiled: &CompiledSchema,
+    obj: &Value,
+    old: Option<&Value>,
+    causes: &mut Vec<Cause>,
+) {
+    if crate::schema::blocks_cel(causes) {
+        causes.push(crate::schema::cel_not_checked());
+    } else {
+        causes.extend(self::causes(compiled, obj, old));
+    }
+}
+
 /// Causes for every rule that evaluated to false. Rules kube-cel cannot evaluate
 /// (unsupported functions, runtime errors) are skipped rather than rejecting
 /// objects a real apiserver would accept.

@@ -26,6 +26,7 @@ mod server;
 pub mod sim;
 pub mod store;
 pub mod table;
+mod validation;
 pub mod watch;
 
 pub use audit::AuditEntry;

@@ -288,10 +288,78 @@ fn validate(v: &Value, s: &Value, path: &At<'_>, root: bool, out: &mut Vec<Cause
                     validate(it, is, &At::Index(path, i), false, out);
                 }
             }
+            validate_list_type(items, s, path, out);
         }
         Value::Object(map) => validate_object(map, s, path, root, None, out),
         _ => {}
     }
+}
+
+/// `x-kubernetes-list-type: set | map`: an item repeated (a set), or two items with the
+/// same key fields (a map), is a duplicate, reported at the later item with the key as the
+/// apiserver prints it (`{"port":80,"protocol":"TCP"}`).
+fn validate_list_type(items: &[Value], s: &Value, path: &At<'_>, out: &mut Vec<Cause>) {
+    let keys_of = |item: &Value| -> Option<Value> {
+        match s.get("x-kubernetes-list-type").and_then(Value::as_str)? {
+            "set" => Some(item.clone()),
+            "map" => {
+                let names = s.get("x-kubernetes-list-map-keys")?.as_array()?;
+                let item_schema = s.get("items");
+                // Sorted keys, as the apiserver renders the key map.
+                let key: std::collections::BTreeMap<&str, Value> = names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|k| {
+                        let given = item.get(k).cloned();
+                        let default = item_schema
+                            .and_then(|is| is.pointer(&format!("/properties/{k}/default")))
+                            .cloned();
+                        given.or(default).map(|v| (k, v))
+                    })
+                    .collect();
+                serde_json::to_value(key).ok()
+            }
+            _ => None,
+        }
+    };
+    let mut seen: Vec<Value> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(key) = keys_of(item) else { return };
+        if seen.contains(&key) {
+            out.push(Cause::new(
+                "FieldValueDuplicate",
+                At::Index(path, i).to_string(),
+                format!("Duplicate value: {}", render(&key)),
+            ));
+        } else {
+            seen.push(key);
+        }
+    }
+}
+
+/// Schema failures the apiserver does not run CEL rules past (its `hasBlockingErr`): the
+/// rules could read a value of the wrong shape or size. It says so with one more cause.
+pub fn blocks_cel(causes: &[Cause]) -> bool {
+    causes.iter().any(|c| {
+        matches!(
+            c.reason.as_str(),
+            "FieldValueNotSupported"
+                | "FieldValueRequired"
+                | "FieldValueTooLong"
+                | "FieldValueTooMany"
+                | "FieldValueTypeInvalid"
+        )
+    })
+}
+
+/// The cause the apiserver adds when `blocks_cel` held.
+pub fn cel_not_checked() -> Cause {
+    Cause::new(
+        "FieldValueInvalid",
+        "<nil>",
+        "Invalid value: null: some validation rules were not checked because the object was \
+         invalid; correct the existing errors to complete validation",
+    )
 }
 
 fn validate_string(v: &Value, st: &str, s: &Value, path: &At<'_>, out: &mut Vec<Cause>) {
@@ -422,6 +490,26 @@ fn validate_object(
                 "Required value",
             ));
         }
+    }
+    let n = map.len() as u64;
+    if let Some(min) = s.get("minProperties").and_then(Value::as_u64)
+        && n < min
+    {
+        invalid(
+            out,
+            path,
+            &Value::from(n),
+            format!("{path} in body should have at least {min} properties"),
+        );
+    }
+    if let Some(max) = s.get("maxProperties").and_then(Value::as_u64)
+        && n > max
+    {
+        out.push(Cause::new(
+            "FieldValueTooMany",
+            path.to_string(),
+            format!("Too many: {n}: must have at most {max} items"),
+        ));
     }
     let props = s.get("properties").and_then(Value::as_object);
     let additional = s.get("additionalProperties").filter(|a| a.is_object());

@@ -19,6 +19,7 @@ use crate::patch::{self, PatchType};
 use crate::registry::{GroupResource, ResourceDef};
 use crate::schema;
 use crate::store::{ObjKey, Store};
+use crate::validation;
 
 impl Cluster {
     pub fn create(
@@ -120,6 +121,8 @@ impl Cluster {
                 m.remove("status");
             }
         }
+        // A body that does not decode as its kind is refused before defaulting touches it.
+        validation::decode(def, version, &obj)?;
         defaults::apply(def, &mut obj, None, &self.ips);
         self.validate(def, version, &mut obj, None, opts.strict)?;
         match managed {
@@ -177,20 +180,21 @@ impl Cluster {
                 )));
             }
             causes.extend(outcome.causes);
-            // Like the apiserver, rules run only on objects that are structurally valid, and
-            // (validation ratcheting) not again on an update that leaves everything but
-            // status and metadata as it was: a status write re-checks nothing of the spec.
-            if causes.is_empty()
-                && self.evaluates_cel()
+            // Like the apiserver, rules do not run past a blocking schema failure (it adds a
+            // cause saying so), and (validation ratcheting) not again on an update that
+            // leaves everything but status and metadata as it was: a status write re-checks
+            // nothing of the spec.
+            if self.evaluates_cel()
                 && !old.is_some_and(|old| same_top_level_except(old, obj, &["status", "metadata"]))
                 && let Some(compiled) = crd_version.and_then(|v| v.cel.as_ref())
             {
-                causes.extend(crate::cel::causes(compiled, obj, old));
+                crate::cel::after_schema(compiled, obj, old, &mut causes);
             }
         }
         if def.group == "apiextensions.k8s.io" {
             causes.extend(defaults::validate_crd(obj));
         }
+        causes.extend(validation::causes(def, obj));
         for (path, v) in [
             ("metadata.labels", obj.pointer("/metadata/labels")),
             ("metadata.annotations", obj.pointer("/metadata/annotations")),
@@ -472,6 +476,7 @@ impl Cluster {
                 };
             }
         }
+        validation::decode(def, version, &new)?;
         defaults::apply(def, &mut new, Some(old), &self.ips);
         self.validate(def, version, &mut new, Some(old), opts.strict)?;
         if spec_changed(&new, old) {
