@@ -1,24 +1,39 @@
-//! What the API server does with an object before storing it, evaluated locally: defaults,
-//! the structural schema, then the CEL rules (kube-cel) of the generated CRD.
+//! What the API server does with an object before storing it, evaluated locally with
+//! kubesim's admission code (the same that the e2e parity test holds against a real
+//! kube-apiserver): schema defaults, pruning and structural validation, then the CEL rules
+//! of the generated CRD, unless a blocking schema failure stops them as upstream does.
 
 use std::sync::OnceLock;
 
-use kube::core::cel::{CompiledSchema, Validator, apply_defaults, compile_schema};
+use kube::core::cel::{CompiledSchema, apply_defaults, compile_schema};
+use kubesim::error::Cause;
 use serde_json::Value;
 
 use crate::fixtures::schema_as_served;
-use crate::schema_check::{Violation, check};
 
-/// The outcome of admission for one object.
+/// The outcome of admission for one object: the causes of the 422 the API server would
+/// answer, in its terms (`reason` such as `FieldValueTooLong`, `field` such as
+/// `spec.version`).
 #[derive(Debug)]
 pub struct Admission {
-    pub schema: Vec<Violation>,
-    pub cel: Vec<String>,
+    pub causes: Vec<Cause>,
 }
 
 impl Admission {
     pub fn accepted(&self) -> bool {
-        self.schema.is_empty() && self.cel.is_empty()
+        self.causes.is_empty()
+    }
+
+    /// Whether a cause of this reason names this field.
+    pub fn refuses(&self, field: &str, reason: &str) -> bool {
+        self.causes
+            .iter()
+            .any(|c| c.field == field && c.reason == reason)
+    }
+
+    /// Whether a failed CEL rule's message contains this text.
+    pub fn cel_says(&self, text: &str) -> bool {
+        self.causes.iter().any(|c| c.message.contains(text))
     }
 }
 
@@ -27,21 +42,13 @@ pub fn defaulted(object: &Value) -> Value {
     apply_defaults(&schema_as_served(), object)
 }
 
-/// Runs the schema pass and the CEL pass on the defaulted object.
+/// Admission of a create: schema pass, then the CEL pass.
 pub fn admit(object: &Value) -> Admission {
     let schema = schema_as_served();
-    let object = apply_defaults(&schema, object);
     static COMPILED: OnceLock<CompiledSchema> = OnceLock::new();
     let compiled = COMPILED.get_or_init(|| compile_schema(&schema));
-    let cel = match Validator::new().validate_compiled(compiled, &object, None) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field_path, e.message))
-            .collect(),
-    };
-    Admission {
-        schema: check(&schema, &object),
-        cel,
-    }
+    let mut object = object.clone();
+    let mut causes = kubesim::schema::apply(&mut object, &schema, None).causes;
+    kubesim::cel::after_schema(compiled, &object, None, &mut causes);
+    Admission { causes }
 }

@@ -6,27 +6,7 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 
 /// A small, valid release: the base every invalid case mutates.
-pub fn valid() -> Value {
-    json!({
-        "apiVersion": "bluegreen.dev/v1alpha1",
-        "kind": "BlueGreenRelease",
-        "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {
-            "template": {
-                "metadata": {"labels": {"app": "web", "tier": "frontend"}},
-                "spec": {"containers": [{"name": "web", "image": "registry.example.com/web:1.4.2"}]}
-            },
-            "service": {"name": "web", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-            "smokeTests": [{
-                "name": "http-get",
-                "template": {"spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "curl", "image": "curlimages/curl:8.10.1"}]
-                }}
-            }]
-        }
-    })
-}
+pub use crate::invalid_spec_cases::valid;
 
 /// The same release with nothing but the required fields.
 pub fn minimal() -> Value {

@@ -4,7 +4,7 @@
 
 mod admission;
 mod fixtures;
-mod schema_check;
+mod invalid_spec_cases;
 
 mod cel_rules;
 mod controller_validation;
