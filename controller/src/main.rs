@@ -32,9 +32,19 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
+    let mut client_config = kube::Config::infer().await.map_err(|e| {
+        format!("cannot find Kubernetes credentials (in-cluster config or KUBECONFIG): {e}")
     })?;
+    // Named in the API server's audit log and metrics as itself, not as an anonymous client.
+    client_config.headers.push((
+        ::http::header::USER_AGENT,
+        ::http::HeaderValue::from_static(concat!(
+            "bluegreen-controller/",
+            env!("CARGO_PKG_VERSION")
+        )),
+    ));
+    let client = kube::Client::try_from(client_config)
+        .map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
