@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::repo_root;
+use bluegreen_e2e::repo_root;
 
 /// One line of the table; `data` carries the raw numbers for the JSON file.
 #[derive(Debug, Clone)]

@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::bench::BenchResult;
-use crate::bench::config::BenchConfig;
-use crate::bench::lab::Lab;
-use crate::bench::process::{Controller, CpuTime};
-use crate::bench::releases::{self, Shape};
-use crate::bench::report::Row;
-use crate::bench::stats::{Samples, fmt_duration, fmt_p50_p99, fmt_rate, ms};
-use crate::bench::timeline::{Mark, MarkKind};
+use crate::BenchResult;
+use crate::config::BenchConfig;
+use crate::lab::Lab;
+use crate::process::{Controller, CpuTime};
+use crate::releases::{self, Shape};
+use crate::report::Row;
+use crate::stats::{Samples, fmt_duration, fmt_p50_p99, fmt_rate, ms};
+use crate::timeline::{Mark, MarkKind};
 
 use super::{controller_for, failed, wait_all_stable};
 

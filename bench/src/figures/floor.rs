@@ -9,12 +9,12 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-use crate::bench::BenchResult;
-use crate::bench::config::BenchConfig;
-use crate::bench::lab::Lab;
-use crate::bench::releases::BENCH_MANAGER;
-use crate::bench::report::Row;
-use crate::bench::stats::{Samples, fmt_p50_p99};
+use crate::BenchResult;
+use crate::config::BenchConfig;
+use crate::lab::Lab;
+use crate::releases::BENCH_MANAGER;
+use crate::report::Row;
+use crate::stats::{Samples, fmt_p50_p99};
 
 const NS: &str = "bench-floor";
 

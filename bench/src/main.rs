@@ -1,14 +1,14 @@
 //! `make bench`: the performance figures of DESIGN §7, printed as one table and written to
 //! `target/bench.json`. Measurement only — nothing asserts a timing. Counts come from
-//! `BENCH_*` environment variables (see `bluegreen_e2e::bench::config`); progress goes to
+//! `BENCH_*` environment variables (see `bluegreen_bench::config`); progress goes to
 //! stderr, the table to stdout.
 
 use std::time::Instant;
 
-use bluegreen_e2e::bench::config::BenchConfig;
-use bluegreen_e2e::bench::figures::{self, floor};
-use bluegreen_e2e::bench::lab::Lab;
-use bluegreen_e2e::bench::report::{self, Machine, Row};
+use bluegreen_bench::config::BenchConfig;
+use bluegreen_bench::figures::{self, floor};
+use bluegreen_bench::lab::Lab;
+use bluegreen_bench::report::{self, Machine, Row};
 
 // The same allocator as the kubesim binary: the bench hosts kubesim in-process.
 #[global_allocator]

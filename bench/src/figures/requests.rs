@@ -16,12 +16,12 @@ use std::time::Duration;
 use kubesim::AuditEntry;
 use serde_json::json;
 
-use crate::bench::BenchResult;
-use crate::bench::config::BenchConfig;
-use crate::bench::lab::{Lab, is_stable_on, wait_for, wait_quiet};
-use crate::bench::releases::{self, Shape};
-use crate::bench::report::Row;
-use crate::bench::timeline::MarkKind;
+use crate::BenchResult;
+use crate::config::BenchConfig;
+use crate::lab::{Lab, is_stable_on, wait_for, wait_quiet};
+use crate::releases::{self, Shape};
+use crate::report::Row;
+use crate::timeline::MarkKind;
 
 use super::{controller_for, failed, wait_all_stable};
 

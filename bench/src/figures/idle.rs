@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::bench::BenchResult;
-use crate::bench::config::BenchConfig;
-use crate::bench::lab::{Lab, is_stable_on, wait_for, wait_quiet};
-use crate::bench::process::{Controller, metric_sum};
-use crate::bench::releases::{self, Shape};
-use crate::bench::report::Row;
-use crate::bench::seed::{Template, seed};
-use crate::bench::stats::{fmt_count, fmt_duration, fmt_kib, fmt_rate, ms};
+use crate::BenchResult;
+use crate::config::BenchConfig;
+use crate::lab::{Lab, is_stable_on, wait_for, wait_quiet};
+use crate::process::{Controller, metric_sum};
+use crate::releases::{self, Shape};
+use crate::report::Row;
+use crate::seed::{Template, seed};
+use crate::stats::{fmt_count, fmt_duration, fmt_kib, fmt_rate, ms};
 
 use super::{controller_for, failed, wait_all_stable};
 
@@ -148,7 +148,7 @@ async fn full_pass(
         timeout,
         Duration::from_millis(200),
         || async move {
-            let text = crate::bench::process::http_get(port, "/metrics").await?.1;
+            let text = crate::process::http_get(port, "/metrics").await?.1;
             let seen = metric_sum(&text, "bluegreen_releases", "");
             let reconciles = metric_sum(&text, "bluegreen_reconcile_total", "");
             if seen >= n as f64 {
@@ -297,7 +297,7 @@ async fn restart(
         let started = fresh.started;
         tokio::spawn(async move {
             loop {
-                if let Ok((200, _)) = crate::bench::process::http_get(port, "/readyz").await {
+                if let Ok((200, _)) = crate::process::http_get(port, "/readyz").await {
                     *ready_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(started.elapsed());
                     return;
                 }

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::bench::BenchResult;
-use crate::bench::config::BenchConfig;
-use crate::bench::lab::{Lab, wait_for};
-use crate::bench::releases::{self, Shape};
-use crate::bench::report::Row;
-use crate::bench::stats::{Samples, fmt_p50_p99};
-use crate::bench::timeline::MarkKind;
+use crate::BenchResult;
+use crate::config::BenchConfig;
+use crate::lab::{Lab, wait_for};
+use crate::releases::{self, Shape};
+use crate::report::Row;
+use crate::stats::{Samples, fmt_p50_p99};
+use crate::timeline::MarkKind;
 
 use super::{controller_for, failed};
 
@@ -95,7 +95,7 @@ fn settled(release: &Value, kind: Kind, id: &str, version: &str) -> bool {
 async fn measure(
     lab: &Lab,
     cfg: &BenchConfig,
-    controller: &mut crate::bench::process::Controller,
+    controller: &mut crate::process::Controller,
     kind: Kind,
     prefix: &str,
 ) -> BenchResult<(Samples, Option<String>)> {
@@ -124,7 +124,7 @@ async fn measure(
 
 async fn wait_stable(
     lab: &Lab,
-    controller: &mut crate::bench::process::Controller,
+    controller: &mut crate::process::Controller,
     name: &str,
     version: &str,
 ) -> BenchResult<()> {
@@ -136,7 +136,7 @@ async fn wait_stable(
             let alive = controller.check_alive();
             let ok = lab
                 .release(NS, name)
-                .is_some_and(|r| crate::bench::lab::is_stable_on(&r, version));
+                .is_some_and(|r| crate::lab::is_stable_on(&r, version));
             async move {
                 alive?;
                 if ok { Ok(()) } else { Err("not yet".into()) }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::repo_root;
+use bluegreen_e2e::repo_root;
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {

@@ -19,12 +19,12 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::bench::BenchResult;
-use crate::bench::config::BenchConfig;
-use crate::bench::lab::{client_for, wait_for};
-use crate::bench::process::KubesimProcess;
-use crate::bench::report::Row;
-use crate::bench::stats::{Samples, fmt_count, fmt_duration, fmt_kib, fmt_p50_p99, fmt_rate};
+use crate::BenchResult;
+use crate::config::BenchConfig;
+use crate::lab::{client_for, wait_for};
+use crate::process::KubesimProcess;
+use crate::report::Row;
+use crate::stats::{Samples, fmt_count, fmt_duration, fmt_kib, fmt_p50_p99, fmt_rate};
 
 use super::failed;
 
