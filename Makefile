@@ -6,7 +6,7 @@ KUBECTL := $(PY_TOOLS)/bin/kubectl
 export BLUEGREEN_KUBECTL := $(KUBECTL)
 CRD_YAML := charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml
 
-.PHONY: test lint crds tools build demo bench e2e e2e-kube e2e-cluster kube chart-test image manifests
+.PHONY: test lint crds tools build demo demo-kube bench e2e e2e-kube e2e-cluster kube chart-test image manifests
 
 ## build: the controller, kubesim and kubectl-bluegreen binaries (the e2e suites run the real ones)
 build:
@@ -78,6 +78,10 @@ test: tools lint build chart-test image kube
 demo: tools build
 	scripts/demo.sh
 
+## demo-kube: the same demo on the upstream control plane (scripts/kube.sh; built on first use)
+demo-kube: tools build
+	scripts/demo.sh --kube
+
 ## e2e: the scenario suite on kubesim
 e2e: tools build
 	cargo test -p bluegreen-e2e --no-fail-fast
@@ -92,7 +96,7 @@ e2e-cluster: tools build
 
 ## bench: performance figures (DESIGN §7), printed as one table and written to target/bench.json.
 ## Release build of every binary: the bench runs target/release/bluegreen-controller and
-## target/release/kubesim. Counts: BENCH_* variables (e2e/src/bench/config.rs).
+## target/release/kubesim. Counts: BENCH_* variables (bench/src/config.rs).
 bench:
 	cargo build --release --workspace --bins
 	# Run the binary built above: `cargo run -p` would resolve features for one package and

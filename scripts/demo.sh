@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # `make demo`: kubesim + the controller binary + the example release, blue -> green.
+# `make demo-kube` (scripts/demo.sh --kube): the same demo on the upstream control plane
+# (scripts/kube.sh: etcd, kube-apiserver, controller-manager, scheduler and the simulated
+# kubelet), built from the Go modules on first use.
 # Everything runs on loopback; nothing is left running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BACKEND=kubesim
+case "${1:-}" in
+  "") ;;
+  --kube) BACKEND=kube ;;
+  *) echo "usage: $0 [--kube]" >&2; exit 2 ;;
+esac
 
 KUBECTL=${BLUEGREEN_KUBECTL:-$PWD/.tools/py/bin/kubectl}
 WORK=$(mktemp -d -t bluegreen-demo-XXXXXX)
@@ -11,6 +20,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [[ $BACKEND == kube ]]; then scripts/kube.sh down "$WORK/kube"; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -32,14 +42,22 @@ wait_for() {
   return 1
 }
 
-say "Starting kubesim (a Kubernetes API simulator on loopback)"
-./target/debug/kubesim serve --addr 127.0.0.1:0 --kubeconfig "$KUBECONFIG" >"$WORK/kubesim.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [[ -s "$KUBECONFIG" ]] && break; sleep 0.05; done
+if [[ $BACKEND == kube ]]; then
+  say "Starting the upstream control plane (etcd, kube-apiserver, controller-manager, scheduler, simulated kubelet)"
+  scripts/kube.sh build
+  scripts/kube.sh up "$WORK/kube"
+  cp "$WORK/kube/kubeconfig" "$KUBECONFIG"
+else
+  say "Starting kubesim (a Kubernetes API simulator on loopback)"
+  ./target/debug/kubesim serve --addr 127.0.0.1:0 --kubeconfig "$KUBECONFIG" >"$WORK/kubesim.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do [[ -s "$KUBECONFIG" ]] && break; sleep 0.05; done
+fi
 k version 2>/dev/null | sed 's/^/   /' || true
 
 say "Installing the BlueGreenRelease CRD"
 k apply -f charts/bluegreen-controller/crds/bluegreenreleases.bluegreen.dev.yaml
+k wait --for condition=Established --timeout 30s crd/bluegreenreleases.bluegreen.dev
 
 say "Starting the controller (the same binary a cluster runs; it only gets a kubeconfig)"
 BLUEGREEN_METRICS_ADDR=127.0.0.1:0 BLUEGREEN_LOG_FORMAT=text ./target/debug/bluegreen-controller >"$WORK/controller.log" 2>&1 &
@@ -70,4 +88,4 @@ k get bgr web -o jsonpath='{range .status.history[*]}   {.version} on {.color}: 
 
 say "Events"
 k get events --field-selector involvedObject.name=web 2>/dev/null | tail -n 12 || k get events | tail -n 12
-say "Done: blue -> green -> rolled back to blue"
+say "Done ($BACKEND): blue -> green -> rolled back to blue"
