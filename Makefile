@@ -54,9 +54,11 @@ chart-test: tools
 	$(PY_TOOLS)/bin/python charts/bluegreen-controller/ci/lint.py
 	lua5.4 charts/bluegreen-controller/argocd/test/run.lua
 
-## kube: build the upstream control plane from the Go modules (once; cached in ~/.cache/bluegreen)
+## kube: build the upstream control plane and kubectl 1.32 (the oldest client the suite drives)
+## from the Go modules (once; cached in ~/.cache/bluegreen)
 kube:
 	scripts/kube.sh build
+	scripts/kube.sh old-kubectl >/dev/null
 
 ## image: the release image (Dockerfile's final stage) as an OCI archive,
 ## target/oci/bluegreen-controller.oci.tar, without a Docker engine (scripts/image.sh)
