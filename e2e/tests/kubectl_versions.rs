@@ -53,7 +53,9 @@ async fn drive_a_release_with(kubectl: &Path, minor: &str) {
     let table = run(&["get", "bgr", RELEASE], None);
     assert_eq!(
         header(&table),
-        ["NAME", "ACTIVE", "VERSION", "PREVIEW", "PHASE", "READY", "AGE"],
+        [
+            "NAME", "ACTIVE", "VERSION", "PREVIEW", "PHASE", "READY", "AGE"
+        ],
         "{table}"
     );
     assert!(table.contains("Stable"), "{table}");
