@@ -263,26 +263,7 @@ fn validate(v: &Value, s: &Value, path: &At<'_>, root: bool, out: &mut Vec<Cause
         Value::String(st) => validate_string(v, st, s, path, out),
         Value::Number(n) => validate_number(v, n.as_f64().unwrap_or(0.0), s, path, out),
         Value::Array(items) => {
-            let n = items.len() as u64;
-            if let Some(min) = s.get("minItems").and_then(Value::as_u64)
-                && n < min
-            {
-                invalid(
-                    out,
-                    path,
-                    &Value::from(n),
-                    format!("{path} in body should have at least {min} items"),
-                );
-            }
-            if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
-                && n > max
-            {
-                out.push(Cause::new(
-                    "FieldValueTooMany",
-                    path.to_string(),
-                    format!("Too many: {n}: must have at most {max} items"),
-                ));
-            }
+            validate_count(items.len(), s, ["minItems", "maxItems"], "items", path, out);
             if let Some(is) = s.get("items") {
                 for (i, it) in items.iter().enumerate() {
                     validate(it, is, &At::Index(path, i), false, out);
@@ -360,6 +341,38 @@ pub fn cel_not_checked() -> Cause {
         "Invalid value: null: some validation rules were not checked because the object was \
          invalid; correct the existing errors to complete validation",
     )
+}
+
+/// `minItems`/`maxItems` of a list, `minProperties`/`maxProperties` of an object, with the
+/// apiserver's messages (it says "items" for too many of either).
+fn validate_count(
+    n: usize,
+    s: &Value,
+    [min_key, max_key]: [&str; 2],
+    unit: &str,
+    path: &At<'_>,
+    out: &mut Vec<Cause>,
+) {
+    let n = n as u64;
+    if let Some(min) = s.get(min_key).and_then(Value::as_u64)
+        && n < min
+    {
+        invalid(
+            out,
+            path,
+            &Value::from(n),
+            format!("{path} in body should have at least {min} {unit}"),
+        );
+    }
+    if let Some(max) = s.get(max_key).and_then(Value::as_u64)
+        && n > max
+    {
+        out.push(Cause::new(
+            "FieldValueTooMany",
+            path.to_string(),
+            format!("Too many: {n}: must have at most {max} items"),
+        ));
+    }
 }
 
 fn validate_string(v: &Value, st: &str, s: &Value, path: &At<'_>, out: &mut Vec<Cause>) {
@@ -491,26 +504,14 @@ fn validate_object(
             ));
         }
     }
-    let n = map.len() as u64;
-    if let Some(min) = s.get("minProperties").and_then(Value::as_u64)
-        && n < min
-    {
-        invalid(
-            out,
-            path,
-            &Value::from(n),
-            format!("{path} in body should have at least {min} properties"),
-        );
-    }
-    if let Some(max) = s.get("maxProperties").and_then(Value::as_u64)
-        && n > max
-    {
-        out.push(Cause::new(
-            "FieldValueTooMany",
-            path.to_string(),
-            format!("Too many: {n}: must have at most {max} items"),
-        ));
-    }
+    validate_count(
+        map.len(),
+        s,
+        ["minProperties", "maxProperties"],
+        "properties",
+        path,
+        out,
+    );
     let props = s.get("properties").and_then(Value::as_object);
     let additional = s.get("additionalProperties").filter(|a| a.is_object());
     let embedded = root || flag(s, "x-kubernetes-embedded-resource");

@@ -192,6 +192,24 @@ pub fn annotations(map: Option<&Value>, field: &str, out: &mut Vec<Cause>) {
     }
 }
 
+/// A name that must be a DNS label and unique in its list (container names, Service port
+/// names): `seen` holds the names met so far.
+pub fn unique_label(
+    field: &str,
+    name: &str,
+    seen: &mut std::collections::BTreeSet<String>,
+    out: &mut Vec<Cause>,
+) {
+    invalid(field, &Value::from(name), dns1123_label(name), out);
+    if !seen.insert(name.to_string()) {
+        out.push(Cause::new(
+            "FieldValueDuplicate",
+            field,
+            format!("Duplicate value: {name:?}"),
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,19 +84,7 @@ fn containers_at(list: &[Value], path: &str, out: &mut Vec<Cause>) {
         match c.get("name").and_then(Value::as_str).unwrap_or_default() {
             "" => required(&format!("{at}.name"), out),
             name => {
-                invalid(
-                    &format!("{at}.name"),
-                    &Value::from(name),
-                    names::dns1123_label(name),
-                    out,
-                );
-                if !seen.insert(name.to_string()) {
-                    out.push(Cause::new(
-                        "FieldValueDuplicate",
-                        format!("{at}.name"),
-                        format!("Duplicate value: {name:?}"),
-                    ));
-                }
+                names::unique_label(&format!("{at}.name"), name, &mut seen, out);
             }
         }
         if c.get("image")

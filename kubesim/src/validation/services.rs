@@ -58,19 +58,7 @@ pub fn service(obj: &Value, out: &mut Vec<Cause>) {
             "" if ports.len() > 1 => required(&format!("{at}.name"), out),
             "" => {}
             name => {
-                invalid(
-                    &format!("{at}.name"),
-                    &Value::from(name),
-                    names::dns1123_label(name),
-                    out,
-                );
-                if !seen.insert(name.to_string()) {
-                    out.push(Cause::new(
-                        "FieldValueDuplicate",
-                        format!("{at}.name"),
-                        format!("Duplicate value: {name:?}"),
-                    ));
-                }
+                names::unique_label(&format!("{at}.name"), name, &mut seen, out);
             }
         }
         match p.get("port").and_then(Value::as_i64) {
