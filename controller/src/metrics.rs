@@ -18,6 +18,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+use strum::VariantArray;
 
 /// Reconciles are API round trips: milliseconds normally, seconds when the API server is slow.
 const RECONCILE_BUCKETS: &[f64] = &[
@@ -169,7 +170,7 @@ impl Metrics {
         for result in [RESULT_OK, RESULT_ERROR] {
             reconcile_total.with_label_values(&[result]);
         }
-        for phase in Phase::ALL {
+        for phase in Phase::VARIANTS {
             releases_by_phase
                 .with_label_values(&[phase.as_str()])
                 .set(0);
@@ -359,7 +360,7 @@ mod tests {
     }
 
     fn phase_total(metrics: &Metrics) -> i64 {
-        Phase::ALL
+        Phase::VARIANTS
             .iter()
             .map(|phase| phase_count(metrics, phase.as_str()))
             .sum()
@@ -368,7 +369,7 @@ mod tests {
     #[test]
     fn every_phase_starts_at_zero_and_is_exposed() {
         let metrics = Metrics::new();
-        for phase in Phase::ALL {
+        for phase in Phase::VARIANTS {
             let series = format!("bluegreen_releases{{phase=\"{}\"}}", phase.as_str());
             assert_eq!(sample(&metrics, &series), Some(0.0), "{series}");
         }

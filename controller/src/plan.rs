@@ -1,24 +1,53 @@
-//! The pure planner: observed world in, next actions out (no I/O, no async, no clock).
+//! The pure planner: observed world in, next writes out (no I/O, no async, no clock).
 //!
 //! The planner decides from three things only: the spec (what the user wants), the status
 //! (the controller's memory: the rollout in flight, the standby color, the history), and the
 //! world (ReplicaSets, Services, endpoints, Jobs). Whatever it writes is idempotent, and the
 //! world is checked before the status is trusted, so a controller killed between any two
-//! writes picks up where it left off (DESIGN §4, invariant 6).
+//! writes picks up where it left off (invariant 6).
 //!
-//! Rules of thumb that keep the invariants by construction:
+//! Reading order: [`plan`] and [`Planner::run`] here (what is decided first: an invalid
+//! spec, someone else's Service, a person's request, a pause), then `rollout.rs` (the
+//! rollout as a state machine: its stage table is at the top), `smoke_tests.rs` (the Testing
+//! stage's Jobs), `steady.rs` (no rollout: keep the active color at size, retire the
+//! standby), `services.rs` (the two Services, drift, renamed Services), `requests.rs`
+//! (promote, abort, retry, rollback), and `conditions.rs` (what the status derives).
+//!
+//! # Invariants
+//! Code and tests cite these as "invariant N" (DESIGN §4); each has tests in `tests.rs`,
+//! `proptests.rs` or `survival_tests.rs` that assert it, not only the happy path.
+//! 1. The active Service only ever selects a color whose ReplicaSet was fully available at
+//!    the moment of the flip.
+//! 2. The active color is never scaled down or deleted while active.
+//! 3. A failed smoke test, deadline or analysis before the flip never changes the active
+//!    Service.
+//! 4. After the first promotion, the active Service always selects exactly one color.
+//! 5. Reconciling an unchanged world issues no writes (no hot loops, no status churn).
+//! 6. A controller killed between any two writes and restarted converges to the same end
+//!    state, with no duplicate Jobs and no lost history.
+//! 7. The previous color stays at full size for `scaleDownDelaySeconds` after a flip.
+//! 8. Smoke tests start only when the preview Service's endpoints are exactly the cold
+//!    revision's ready pods, and a test that passes while the cold color lost availability
+//!    does not count.
+//! 9. A `spec.replicas` change is a scale, not a release: it resizes the active color
+//!    directly and never starts a rollout.
+//!
+//! Rules of thumb that keep them by construction:
 //! - the active color's ReplicaSet is only ever *scaled*, never replaced or deleted, and only
 //!   to `spec.replicas`;
-//! - the active Service is written by exactly one action, [`Action::Flip`], whose target is a
+//! - the active Service is written by exactly one write, [`Write::Flip`], whose target is a
 //!   ReplicaSet the planner saw fully available at full size (reconcile re-checks it just
 //!   before the write);
+//! - "record, then act" ([`Planner::wait_for_record`]): a write whose meaning depends on a
+//!   fact this plan decided waits until the status holds that fact;
 //! - nothing that depends on the clock is written unless a transition happens, so an
 //!   unchanged world plans no writes.
 
 mod conditions;
-mod manual;
+mod requests;
 mod rollout;
 mod services;
+mod smoke_tests;
 mod steady;
 
 #[cfg(test)]
@@ -48,7 +77,7 @@ pub use crate::world::whole_seconds;
 
 /// A write to the world, executed by reconcile in order, before the status patch.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Action {
+pub enum Write {
     /// Create (or re-apply) a color's ReplicaSet whole, by server-side apply.
     ApplyReplicaSet(Box<ReplicaSet>),
     /// The cold color runs another revision: delete its ReplicaSet (precondition: `old_uid`)
@@ -82,23 +111,23 @@ pub enum Action {
     ReleaseService { name: String },
 }
 
-impl Action {
+impl Write {
     /// Short name for logs and the audit of a reconcile.
     pub fn describe(&self) -> String {
         match self {
-            Action::ApplyReplicaSet(rs) => format!("apply ReplicaSet {}", rs.name_any()),
-            Action::ReplaceReplicaSet { replica_set, .. } => {
+            Write::ApplyReplicaSet(rs) => format!("apply ReplicaSet {}", rs.name_any()),
+            Write::ReplaceReplicaSet { replica_set, .. } => {
                 format!("replace ReplicaSet {}", replica_set.name_any())
             }
-            Action::ScaleReplicaSet { name, replicas } => {
+            Write::ScaleReplicaSet { name, replicas } => {
                 format!("scale ReplicaSet {name} to {replicas}")
             }
-            Action::ApplyPreviewService(svc) => format!("apply preview Service {}", svc.name_any()),
-            Action::Flip { service, .. } => format!("flip Service {}", service.name_any()),
-            Action::CreateJob(job) => format!("create Job {}", job.name_any()),
-            Action::DeleteJob { name, .. } => format!("delete Job {name}"),
-            Action::DeleteService { name, .. } => format!("delete Service {name}"),
-            Action::ReleaseService { name } => format!("release Service {name}"),
+            Write::ApplyPreviewService(svc) => format!("apply preview Service {}", svc.name_any()),
+            Write::Flip { service, .. } => format!("flip Service {}", service.name_any()),
+            Write::CreateJob(job) => format!("create Job {}", job.name_any()),
+            Write::DeleteJob { name, .. } => format!("delete Job {name}"),
+            Write::DeleteService { name, .. } => format!("delete Service {name}"),
+            Write::ReleaseService { name } => format!("release Service {name}"),
         }
     }
 }
@@ -123,11 +152,11 @@ pub enum Occurrence {
 /// What to do for one release, now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    pub actions: Vec<Action>,
+    pub writes: Vec<Write>,
     /// The full status after this reconcile; patched only when it differs from the observed.
     pub status: BlueGreenReleaseStatus,
     /// Remove the action annotations (after the status recording them is written).
-    pub consume_action: bool,
+    pub consume_request: bool,
     pub events: Vec<PlannedEvent>,
     pub occurrences: Vec<Occurrence>,
     /// When a clock-driven step is due (deadline, delay); `None` waits for a watch event.
@@ -175,10 +204,10 @@ struct Planner<'a> {
     status: BlueGreenReleaseStatus,
     desired_revision: String,
     desired_version: String,
-    actions: Vec<Action>,
+    writes: Vec<Write>,
     events: Vec<PlannedEvent>,
     occurrences: Vec<Occurrence>,
-    consume_action: bool,
+    consume_request: bool,
     requeue: Option<Duration>,
     stall: Option<Stall>,
     /// What keeps the active color from serving (its ReplicaSet deleted, its Service
@@ -194,6 +223,10 @@ struct Planner<'a> {
 /// release's deletion or a relabelled Service brings no event of this release).
 const FOREIGN_SERVICE_RECHECK: Duration = Duration::from_secs(30);
 
+/// How soon a plan that waits for its status to be recorded comes back (the shortest
+/// requeue: timers are stored at second precision).
+const RECORD_THEN_ACT: Duration = Duration::from_secs(1);
+
 impl<'a> Planner<'a> {
     fn new(obs: &'a Observed) -> Self {
         let release = &obs.release;
@@ -205,10 +238,10 @@ impl<'a> Planner<'a> {
             before,
             desired_revision: revision_of(&release.spec),
             desired_version: release.spec.effective_version(),
-            actions: Vec::new(),
+            writes: Vec::new(),
             events: Vec::new(),
             occurrences: Vec::new(),
-            consume_action: false,
+            consume_request: false,
             requeue: None,
             stall: None,
             active_trouble: None,
@@ -220,7 +253,7 @@ impl<'a> Planner<'a> {
         if let Err(invalid) = validate(self.release) {
             // An invalid spec never touches the world: only the status says what to fix.
             let message = invalid.to_string();
-            self.refuse_pending_action("the spec is invalid; fix it first");
+            self.refuse_pending_request("the spec is invalid; fix it first");
             self.set_phase(Phase::Failed, message.clone());
             self.stall = Some(Stall {
                 reason: "InvalidSpec".into(),
@@ -230,14 +263,14 @@ impl<'a> Planner<'a> {
         }
         if let Some(stall) = self.foreign_service() {
             // Another release's traffic: never written, whatever this release wants.
-            self.refuse_pending_action(&stall.message);
+            self.refuse_pending_request(&stall.message);
             self.set_phase(Phase::Failed, stall.message.clone());
             self.stall = Some(stall);
             self.requeue_in(FOREIGN_SERVICE_RECHECK);
             return;
         }
         self.sync_active_from_world();
-        if self.handle_manual_action() {
+        if self.handle_request() {
             return;
         }
         if self.release.spec.paused {
@@ -257,7 +290,7 @@ impl<'a> Planner<'a> {
             self.maintain_active();
             let phase = self.status.phase.unwrap_or(Phase::Pending);
             let abort_waits = self
-                .pending_action()
+                .pending_request()
                 .is_some_and(|(verb, _)| verb == "abort");
             let waiting = if abort_waits {
                 "waiting for the active Service to be repaired before going on; the requested abort runs then"
@@ -304,7 +337,7 @@ impl<'a> Planner<'a> {
     /// requested by action, while the spec still asks for the revision rolled back from.
     fn rollout_still_wanted(&self, rollout: &RolloutStatus) -> bool {
         rollout.revision == self.desired_revision
-            || (rollout.rollback
+            || (rollout.is_rollback()
                 && rollout.reason.is_some()
                 && self.status.blocked_revision.as_deref() == Some(self.desired_revision.as_str()))
     }
@@ -388,14 +421,14 @@ impl<'a> Planner<'a> {
     /// Marks the smoke tests whose Jobs of this rollout succeeded, for a flip whose own status
     /// write was lost.
     fn record_finished_tests(&mut self, rollout: &RolloutStatus) {
-        if rollout.skip_tests {
+        if rollout.skips_tests() {
             let names = self
                 .release
                 .spec
                 .smoke_tests
                 .iter()
                 .map(|t| t.name.as_str());
-            self.status.smoke_tests = rollout::skipped_tests(names, true);
+            self.status.smoke_tests = smoke_tests::skipped_tests(names, true);
             return;
         }
         let id = rollout_id(rollout);
@@ -406,7 +439,8 @@ impl<'a> Planner<'a> {
         let mut entries = Vec::with_capacity(self.release.spec.smoke_tests.len());
         for test in &self.release.spec.smoke_tests {
             let job = crate::desired::job_name(self.release, &test.name, &rollout.revision);
-            let mut entry = rollout::stored_or_pending(&self.status.smoke_tests, &test.name, &job);
+            let mut entry =
+                smoke_tests::stored_or_pending(&self.status.smoke_tests, &test.name, &job);
             let succeeded = self.obs.jobs.iter().find(|j| {
                 j.name == job && j.rollout == id && j.state == crate::world::JobState::Succeeded
             });
@@ -415,7 +449,7 @@ impl<'a> Planner<'a> {
             {
                 entry.phase = SmokeTestPhase::Succeeded;
                 entry.started_at.get_or_insert_with(|| now.clone());
-                entry.finished_at = Some(rollout::finished_time(succeeded, &now));
+                entry.finished_at = Some(smoke_tests::finished_time(succeeded, &now));
                 entry.message = None;
             }
             entries.push(entry);
@@ -427,7 +461,7 @@ impl<'a> Planner<'a> {
     fn finish_promotion(&mut self, rollout: &RolloutStatus) {
         let now = self.now();
         let previous = self.active().filter(|a| a.color != rollout.color);
-        let outcome = if rollout.rollback {
+        let outcome = if rollout.is_rollback() {
             Outcome::RolledBack
         } else {
             Outcome::Promoted
@@ -454,7 +488,7 @@ impl<'a> Planner<'a> {
         });
         self.status.rollout = None;
         self.occurrences.push(Occurrence::Flipped);
-        if rollout.rollback {
+        if rollout.is_rollback() {
             self.occurrences.push(Occurrence::RolledBack);
         }
         self.occurrences.push(Occurrence::RolloutFinished {
@@ -463,7 +497,7 @@ impl<'a> Planner<'a> {
         });
         self.event(
             false,
-            if rollout.rollback {
+            if rollout.is_rollback() {
                 "RolledBack"
             } else {
                 "Promoted"
@@ -524,7 +558,7 @@ impl<'a> Planner<'a> {
         let back_to_active = self
             .active()
             .is_some_and(|a| a.revision == self.desired_revision);
-        if back_to_active && !rollout.rollback {
+        if back_to_active && !rollout.is_rollback() {
             self.scale_cold_down(rollout, 0);
         }
         self.status.smoke_tests.clear();
@@ -533,7 +567,7 @@ impl<'a> Planner<'a> {
     /// Fails the rollout in flight: active untouched, cold scaled to zero, revision blocked.
     fn fail(&mut self, rollout: &RolloutStatus, outcome: Outcome, reason: &str, message: String) {
         self.end_rollout_before_flip(rollout, outcome, reason, &message);
-        if rollout.rollback {
+        if rollout.is_rollback() {
             // The target was the warm standby: put it back as it was.
             let size = if self
                 .status
@@ -564,7 +598,7 @@ impl<'a> Planner<'a> {
             && !rs.deleting
             && rs.desired != replicas
         {
-            self.actions.push(Action::ScaleReplicaSet {
+            self.writes.push(Write::ScaleReplicaSet {
                 name: rs.name.clone(),
                 replicas,
             });
@@ -579,7 +613,7 @@ impl<'a> Planner<'a> {
                 && !job.deleting
                 && job.state == crate::world::JobState::Running
             {
-                self.actions.push(Action::DeleteJob {
+                self.writes.push(Write::DeleteJob {
                     name: job.name.clone(),
                     uid: job.uid.clone(),
                 });
@@ -638,6 +672,20 @@ impl<'a> Planner<'a> {
         });
     }
 
+    /// "Record, then act". Some writes mean something only together with a fact this plan
+    /// has just decided: a smoke-test Job carries the identity of its rollout, a resize the
+    /// deadline of a new stage, a flip the rollout it finishes. Were the controller killed
+    /// after such a write and before the status patch that records the fact, its successor
+    /// would misread the world (a Job of no rollout, a color too big for its stage, a flip
+    /// nobody asked for: invariant 6). So the plan stops short of the write: the status patch
+    /// of this plan records the fact, and the write follows on the next reconcile, which
+    /// comes at once (the requeue) or with the watch event of the status patch.
+    fn wait_for_record(&mut self, phase: Phase, message: String) -> rollout::Step {
+        self.set_phase(phase, message);
+        self.requeue_in(RECORD_THEN_ACT);
+        rollout::Step::Continue
+    }
+
     fn requeue_in(&mut self, after: Duration) {
         // At least a second: timers are stored at second precision.
         let after = after.max(Duration::from_secs(1));
@@ -662,9 +710,9 @@ impl<'a> Planner<'a> {
     fn finish(mut self) -> Plan {
         conditions::update(&mut self);
         Plan {
-            actions: self.actions,
+            writes: self.writes,
             status: self.status,
-            consume_action: self.consume_action,
+            consume_request: self.consume_request,
             events: self.events,
             occurrences: self.occurrences,
             requeue_after: self.requeue,

@@ -37,7 +37,7 @@ use crate::{
     events::EventPublisher,
     metrics::Metrics,
     own_writes::{OwnWrites, Written},
-    plan::{self, Action, Occurrence, Plan},
+    plan::{self, Occurrence, Plan, Write},
     snapshot::{self, Caches},
     world::{self, JobView},
 };
@@ -154,7 +154,7 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
         client: ctx.client.clone(),
         namespace: namespace.clone(),
     };
-    for action in &plan.actions {
+    for action in &plan.writes {
         debug!(action = %action.describe(), "writing");
         if let Some(flipped) = writer.execute(action).await? {
             ctx.own_writes.record(
@@ -170,9 +170,9 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
     if status_changed {
         stored_version = writer.patch_status(&release, &plan.status).await?;
     }
-    if plan.consume_action {
+    if plan.consume_request {
         let consumed = writer
-            .consume_action(
+            .consume_request(
                 &release,
                 plan.status.last_action.as_ref().map(|a| a.id.as_str()),
             )
@@ -316,10 +316,10 @@ impl Writer {
 
     /// Executes one action. Returns the resourceVersion the active Service was left at when
     /// the action was the flip: the write the next reconcile must find in the cache.
-    pub async fn execute(&self, action: &Action) -> Result<Option<String>> {
+    pub async fn execute(&self, action: &Write) -> Result<Option<String>> {
         let written: Result<()> = match action {
-            Action::ApplyReplicaSet(rs) => self.apply(rs.as_ref()).await.map(drop),
-            Action::ReplaceReplicaSet {
+            Write::ApplyReplicaSet(rs) => self.apply(rs.as_ref()).await.map(drop),
+            Write::ReplaceReplicaSet {
                 old_uid,
                 replica_set,
             } => {
@@ -337,7 +337,7 @@ impl Writer {
                     .map_err(|e| Error::api(format!("delete ReplicaSet {name}"), e))?;
                 self.apply(replica_set.as_ref()).await.map(drop)
             }
-            Action::ScaleReplicaSet { name, replicas } => {
+            Write::ScaleReplicaSet { name, replicas } => {
                 let api: Api<ReplicaSet> = self.api();
                 api.patch_scale(
                     name,
@@ -348,8 +348,8 @@ impl Writer {
                 .map_err(|e| Error::api(format!("scale ReplicaSet {name} to {replicas}"), e))?;
                 Ok(())
             }
-            Action::ApplyPreviewService(svc) => self.apply(svc.as_ref()).await.map(drop),
-            Action::Flip {
+            Write::ApplyPreviewService(svc) => self.apply(svc.as_ref()).await.map(drop),
+            Write::Flip {
                 service,
                 replica_set,
                 replicas,
@@ -364,7 +364,7 @@ impl Writer {
                 );
                 return Ok(Some(stored));
             }
-            Action::CreateJob(job) => {
+            Write::CreateJob(job) => {
                 let api: Api<Job> = self.api();
                 let params = PostParams {
                     field_manager: Some(labels::FIELD_MANAGER.into()),
@@ -381,7 +381,7 @@ impl Writer {
                     Err(e) => Err(Error::api(format!("create Job {}", job.name_any()), e)),
                 }
             }
-            Action::DeleteJob { name, uid } => {
+            Write::DeleteJob { name, uid } => {
                 let api: Api<Job> = self.api();
                 let params = DeleteParams {
                     preconditions: Some(Preconditions {
@@ -394,7 +394,7 @@ impl Writer {
                 ignore_not_found(api.delete(name, &params).await.map(|_| ()))
                     .map_err(|e| Error::api(format!("delete Job {name}"), e))
             }
-            Action::DeleteService { name, uid } => {
+            Write::DeleteService { name, uid } => {
                 let api: Api<Service> = self.api();
                 let params = DeleteParams {
                     preconditions: Some(Preconditions {
@@ -406,7 +406,7 @@ impl Writer {
                 ignore_not_found(api.delete(name, &params).await.map(|_| ()))
                     .map_err(|e| Error::api(format!("delete Service {name}"), e))
             }
-            Action::ReleaseService { name } => {
+            Write::ReleaseService { name } => {
                 // Removes our selector keys and label, and only those. Not an empty apply:
                 // the selector is an atomic map that the controller's apply owns whole
                 // (the user's keys with ours), so giving it up would remove the user's
@@ -508,7 +508,7 @@ impl Writer {
     /// Removes the action annotations, but only if they still carry the consumed id: a new
     /// action written in the meantime must not be lost (the JSON patch `test` fails then).
     /// Returns the resourceVersion it stored, if it wrote.
-    pub async fn consume_action(
+    pub async fn consume_request(
         &self,
         release: &BlueGreenRelease,
         consumed_id: Option<&str>,

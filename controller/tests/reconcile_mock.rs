@@ -1212,7 +1212,7 @@ async fn reverting_the_spec_flips_back_to_the_warm_standby() {
         first
             .rollout
             .as_ref()
-            .is_some_and(|r| r.rollback && r.skip_tests && r.color == Color::Blue),
+            .is_some_and(|r| r.skips_tests() && r.color == Color::Blue),
         "{first:#?}"
     );
     let status = runs.last().unwrap().status();
@@ -1239,7 +1239,7 @@ async fn an_unchanged_world_issues_no_writes() {
         let (observed, _) =
             snapshot::observe(&cluster.release, &cluster.caches(), Timestamp::now());
         let plan = plan::plan(&observed);
-        assert!(plan.actions.is_empty());
+        assert!(plan.writes.is_empty());
         assert_eq!(Some(&plan.status), cluster.release.status.as_ref());
 
         let run = reconcile_once(&cluster).await;

@@ -7,15 +7,17 @@
 pub mod crd;
 pub mod labels;
 pub mod revision;
+pub mod rollout;
 pub mod spec;
 pub mod status;
 pub mod validate;
 
+pub use rollout::{RolloutKind, RolloutStage, RolloutStatus, StageName};
 pub use spec::{
     BlueGreenRelease, BlueGreenReleaseSpec, Promotion, PromotionMode, SelectorSpec,
     ServicePortSpec, ServiceSpec, SmokeTest,
 };
 pub use status::{
     ActionResult, BlueGreenReleaseStatus, Color, HistoryEntry, LastAction, Outcome, Phase,
-    RolloutStatus, SmokeTestPhase, SmokeTestStatus, Standby,
+    SmokeTestPhase, SmokeTestStatus, Standby,
 };

@@ -4,12 +4,12 @@
 //! standby color and the history. It is written in one patch per reconcile, so a controller
 //! killed at any point restarts from a consistent record.
 
-use std::fmt;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::RolloutStatus;
 
 /// Observed state of a release.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -87,9 +87,24 @@ pub struct BlueGreenReleaseStatus {
 /// How many consumed action ids the status remembers.
 pub const CONSUMED_ACTION_IDS: usize = 20;
 
+// `Verifying` (analysis after the flip) is added with the analysis that produces it: the API
+// declares no phase the controller never enters.
 /// Release phase (DESIGN §4).
 #[derive(
-    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+    JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
 )]
 pub enum Phase {
     Pending,
@@ -97,7 +112,6 @@ pub enum Phase {
     Testing,
     AwaitingPromotion,
     Promoting,
-    Verifying,
     Stable,
     Failed,
     RolledBack,
@@ -105,46 +119,31 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 10] = [
-        Phase::Pending,
-        Phase::Deploying,
-        Phase::Testing,
-        Phase::AwaitingPromotion,
-        Phase::Promoting,
-        Phase::Verifying,
-        Phase::Stable,
-        Phase::Failed,
-        Phase::RolledBack,
-        Phase::Paused,
-    ];
-
+    /// The name as the API stores it (serde and strum both use the variant name).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Pending => "Pending",
-            Phase::Deploying => "Deploying",
-            Phase::Testing => "Testing",
-            Phase::AwaitingPromotion => "AwaitingPromotion",
-            Phase::Promoting => "Promoting",
-            Phase::Verifying => "Verifying",
-            Phase::Stable => "Stable",
-            Phase::Failed => "Failed",
-            Phase::RolledBack => "RolledBack",
-            Phase::Paused => "Paused",
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
 /// One of the two colors.
 #[derive(
-    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+    JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::EnumString,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Color {
     Blue,
     Green,
@@ -158,25 +157,14 @@ impl Color {
         }
     }
 
+    /// The name as labels and the API carry it (`blue`, `green`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Color::Blue => "blue",
-            Color::Green => "green",
-        }
+        self.into()
     }
 
+    /// A color from a label value; `None` for anything else.
     pub fn parse(s: &str) -> Option<Color> {
-        match s {
-            "blue" => Some(Color::Blue),
-            "green" => Some(Color::Green),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Color {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        s.parse().ok()
     }
 }
 
@@ -192,48 +180,6 @@ pub struct Standby {
     /// When it was scaled down to `spec.standbyReplicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaled_down_at: Option<Time>,
-}
-
-/// The rollout in flight: which revision is being stood up on which color, since when.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RolloutStatus {
-    pub revision: String,
-    pub version: String,
-    pub color: Color,
-    /// When the rollout began; also its identity, stamped on its smoke-test Jobs so that a
-    /// Job left from an earlier attempt at the same revision is never mistaken for this one's.
-    pub started_at: Time,
-    /// The progress deadline counts from here (reset when the cold color loses availability).
-    pub progressing_since: Time,
-    /// When the cold color was first seen fully available.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub available_at: Option<Time>,
-    /// When every smoke test had passed (the auto-promote delay counts from here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tests_passed_at: Option<Time>,
-    /// True when this rollout returns to the warm previous color (no redeploy).
-    #[serde(default)]
-    pub rollback: bool,
-    /// Smoke tests are skipped: a rollback to a revision that already passed them.
-    #[serde(default)]
-    pub skip_tests: bool,
-    /// Why this rollout started, when it was not a plain spec change (e.g. a rollback action).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Round of smoke tests: bumped when the cold color loses availability during tests, so
-    /// results of the voided round (Jobs stamped with the old round) never count.
-    #[serde(default)]
-    pub test_round: i32,
-    /// A promote action was accepted for this rollout (Manual mode).
-    #[serde(default)]
-    pub promote_requested: bool,
-    /// Size of the cold color while it is tested, fixed when the rollout starts unless
-    /// `spec.previewReplicas` sets it: a `spec.replicas` change mid-rollout (a person, or an
-    /// autoscaler through the scale subresource) sets the size the color is promoted at, and
-    /// never reruns the smoke tests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preview_replicas: Option<i32>,
 }
 
 /// Phase of one smoke test. `Skipped`: the revision already passed its tests (a rollback);

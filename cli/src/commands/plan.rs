@@ -45,13 +45,15 @@ pub fn describe(verb: Verb, release: &BlueGreenRelease) -> String {
     }
     let rollout = status.rollout.as_ref();
     match verb {
-        Verb::Promote => match rollout.filter(|r| r.tests_passed_at.is_some() && !r.rollback) {
-            Some(r) => format!(
-                "promote {name}: the active Service moves from {active} to {} (version {}) in one write; {active} stays warm for {}s",
-                r.color, r.version, release.spec.scale_down_delay_seconds
-            ),
-            None => unlikely(format!("nothing awaits promotion (phase {phase})")),
-        },
+        Verb::Promote => {
+            match rollout.filter(|r| r.stage.tests_passed_at().is_some() && !r.is_rollback()) {
+                Some(r) => format!(
+                    "promote {name}: the active Service moves from {active} to {} (version {}) in one write; {active} stays warm for {}s",
+                    r.color, r.version, release.spec.scale_down_delay_seconds
+                ),
+                None => unlikely(format!("nothing awaits promotion (phase {phase})")),
+            }
+        }
         Verb::Abort => match rollout {
             Some(r) => format!(
                 "abort {name}: the rollout of version {} on {} stops, its pods are scaled to 0 and its smoke tests cancelled; the active Service stays on {active}",

@@ -2,7 +2,9 @@
 //! instant. Pure: the same inputs and `now` give the same view, so the text rendering can be
 //! tested against golden output.
 
-use bluegreen_crd::{BlueGreenRelease, Color, LastAction, Phase, PromotionMode, SmokeTestPhase};
+use bluegreen_crd::{
+    BlueGreenRelease, Color, LastAction, Phase, PromotionMode, RolloutStage, SmokeTestPhase,
+};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::{apps::v1::ReplicaSet, events::v1::Event};
 use serde::Serialize;
@@ -157,8 +159,8 @@ impl StatusView {
                 .iter()
                 .find(|rs| rs.metadata.name.as_deref() == Some(&format!("{name}-{color}")))?;
             let rs_status = rs.status.clone().unwrap_or_default();
-            let deploying = rollout.is_some_and(|r| r.available_at.is_none());
-            let passed = rollout.and_then(|r| r.tests_passed_at.as_ref());
+            let deploying = rollout.is_some_and(|r| r.stage == RolloutStage::Deploying);
+            let passed = rollout.and_then(|r| r.stage.tests_passed_at());
             let auto = spec.promotion.mode == PromotionMode::Auto;
             Some(Progress {
                 color,

@@ -276,7 +276,7 @@ Events:      19s   Normal   Testing   running smoke tests of version 1.2.0: smok
         let (mut release, mut rs, _) = testing();
         release.metadata.generation = Some(5);
         let status = release.status.as_mut().unwrap();
-        status.rollout.as_mut().unwrap().available_at = None;
+        status.rollout.as_mut().unwrap().stage = bluegreen_crd::RolloutStage::Deploying;
         status.smoke_tests.clear();
         rs[0].status.as_mut().unwrap().ready_replicas = Some(1);
         let now = at("2026-05-01T12:01:00Z");

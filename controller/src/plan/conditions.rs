@@ -33,11 +33,7 @@ pub(super) fn update(p: &mut Planner<'_>) {
     let in_flight = repairing
         || matches!(
             phase,
-            Phase::Pending
-                | Phase::Deploying
-                | Phase::Testing
-                | Phase::Promoting
-                | Phase::Verifying
+            Phase::Pending | Phase::Deploying | Phase::Testing | Phase::Promoting
         );
 
     let ready = phase == Phase::Stable && available;
@@ -177,7 +173,7 @@ fn smoke_tests_condition(p: &Planner<'_>) -> (bool, &'static str, String) {
         );
     }
     if let Some(r) = &p.status.rollout
-        && r.tests_passed_at.is_none()
+        && r.stage.tests_passed_at().is_none()
     {
         return (
             false,

@@ -21,7 +21,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 
 use super::testkit::{Sim, release};
-use super::{Action, Occurrence, Plan, rollout_id};
+use super::{Occurrence, Plan, Write, rollout_id};
 use crate::desired;
 use crate::world::{self, JobState, ServiceView};
 
@@ -138,7 +138,7 @@ enum Event {
     PreviewReplicas(Option<i32>),
     StandbyReplicas(i32),
     /// A manual action, with a fresh id or the last one used again.
-    Action {
+    Write {
         verb: usize,
         fresh: bool,
     },
@@ -183,7 +183,7 @@ fn event(crash: u32, scale: u32) -> impl Strategy<Value = Event> {
         1 => prop::option::of(1..=4i32).prop_map(Event::PreviewReplicas),
         1 => (0..=1i32).prop_map(Event::StandbyReplicas),
         3 => (0..VERBS.len(), prop::bool::weighted(0.7))
-            .prop_map(|(verb, fresh)| Event::Action { verb, fresh }),
+            .prop_map(|(verb, fresh)| Event::Write { verb, fresh }),
         1 => any::<bool>().prop_map(Event::EndpointsLag),
         2 => Just(Event::Converge),
         1 => prop_oneof![
@@ -281,7 +281,7 @@ impl Harness {
 
     fn reconcile(&mut self) -> Result<Plan, TestCaseError> {
         let plan = self.sim.plan();
-        self.exec(&plan, plan.actions.len(), true)?;
+        self.exec(&plan, plan.writes.len(), true)?;
         Ok(plan)
     }
 
@@ -330,8 +330,8 @@ impl Harness {
         // (a killed controller may have flipped without recording it before a person moved
         // the selector), is a repair of the selector, not a promotion.
         let recorded = stored.active_color.zip(stored.active_revision.clone());
-        let flipped = plan.actions.iter().any(|a| match a {
-            Action::Flip { service, .. } => {
+        let flipped = plan.writes.iter().any(|a| match a {
+            Write::Flip { service, .. } => {
                 let target = world::service_view(service).target();
                 target.as_ref() != live_before && target != recorded
             }
@@ -349,7 +349,7 @@ impl Harness {
             check!(
                 !(failed && flipped),
                 "invariant 3: a plan that fails a rollout ({outcome:?}) also flips: {:?}",
-                plan.actions
+                plan.writes
             );
             let Some(rollout) = &stored.rollout else {
                 continue;
@@ -416,9 +416,9 @@ impl Harness {
         let mut copy = self.clone();
         for extra in 0..=QUIET_WITHIN {
             let plan = copy.sim.plan();
-            if plan.actions.is_empty() && Some(&plan.status) == copy.sim.release.status.as_ref() {
+            if plan.writes.is_empty() && Some(&plan.status) == copy.sim.release.status.as_ref() {
                 check!(
-                    !plan.consume_action,
+                    !plan.consume_request,
                     "invariant 5: quiet but an action is left"
                 );
                 let again = copy.sim.plan();
@@ -431,13 +431,10 @@ impl Harness {
             check!(
                 extra < QUIET_WITHIN,
                 "invariant 5: not quiet {QUIET_WITHIN} reconciles after a full one: writes {:?}, status diff:\n{}",
-                plan.actions
-                    .iter()
-                    .map(Action::describe)
-                    .collect::<Vec<_>>(),
+                plan.writes.iter().map(Write::describe).collect::<Vec<_>>(),
                 status_diff(copy.sim.release.status.as_ref(), &plan.status)
             );
-            copy.exec(&plan, plan.actions.len(), true)?;
+            copy.exec(&plan, plan.writes.len(), true)?;
             copy.check_world()?;
         }
         Ok(())
@@ -450,8 +447,8 @@ impl Harness {
     fn converge(&mut self) -> Checked {
         for _ in 0..CONVERGE_WITHIN {
             let plan = self.sim.plan();
-            if plan.actions.is_empty()
-                && !plan.consume_action
+            if plan.writes.is_empty()
+                && !plan.consume_request
                 && Some(&plan.status) == self.sim.release.status.as_ref()
             {
                 let world = (self.sim.replica_sets.clone(), self.sim.jobs.clone());
@@ -462,7 +459,7 @@ impl Harness {
                 }
                 continue;
             }
-            self.exec(&plan, plan.actions.len(), true)?;
+            self.exec(&plan, plan.writes.len(), true)?;
             self.check_world()?;
             self.sim.history.clear();
         }
@@ -477,9 +474,9 @@ impl Harness {
     /// lost), and no duplicate Job (the Sim refuses to create one).
     fn crash(&mut self, at: usize) -> Checked {
         let plan = self.sim.plan();
-        let writes = at % (plan.actions.len() + 1);
+        let writes = at % (plan.writes.len() + 1);
         let mut twin = self.clone();
-        twin.exec(&plan, plan.actions.len(), true)?;
+        twin.exec(&plan, plan.writes.len(), true)?;
         self.exec(&plan, writes, false)?;
         self.check_world()?;
         let mut crashed = self.clone();
@@ -489,10 +486,7 @@ impl Harness {
         check!(
             want == got,
             "invariant 6: killed after {writes} of {:?} the controller ends elsewhere.\nwithout the crash: {want:#?}\nwith the crash: {got:#?}\nstatus diff:\n{}",
-            plan.actions
-                .iter()
-                .map(Action::describe)
-                .collect::<Vec<_>>(),
+            plan.writes.iter().map(Write::describe).collect::<Vec<_>>(),
             status_diff(Some(&want.status), &got.status)
         );
         Ok(())
@@ -565,19 +559,15 @@ impl Harness {
         else {
             return Ok(());
         };
-        let scale = Action::ScaleReplicaSet {
+        let scale = Write::ScaleReplicaSet {
             name: rs.name.clone(),
             replicas,
         };
         check!(
-            rs.desired == replicas || after.actions.contains(&scale),
+            rs.desired == replicas || after.writes.contains(&scale),
             "invariant 9: changing replicas to {replicas} does not resize the active color {color} (at {}): {:?}",
             rs.desired,
-            after
-                .actions
-                .iter()
-                .map(Action::describe)
-                .collect::<Vec<_>>()
+            after.writes.iter().map(Write::describe).collect::<Vec<_>>()
         );
         Ok(())
     }
@@ -720,7 +710,7 @@ impl Harness {
                 self.sim.release.spec.standby_replicas = *standby;
                 self.sim.bump_generation();
             }
-            Event::Action { verb, fresh } => {
+            Event::Write { verb, fresh } => {
                 let id = match (&self.last_id, fresh) {
                     (Some(id), false) => id.clone(),
                     _ => {
@@ -748,7 +738,7 @@ fn check_write(
     sim: &Sim,
     ledger: &mut Ledger,
     stored: &BlueGreenReleaseStatus,
-    action: &Action,
+    action: &Write,
 ) -> Checked {
     let spec = &sim.release.spec;
     let active = sim.active_target();
@@ -772,7 +762,7 @@ fn check_write(
         }
     }
     match action {
-        Action::Flip {
+        Write::Flip {
             service,
             replica_set,
             replicas,
@@ -833,7 +823,7 @@ fn check_write(
             ledger.flipped = true;
             ledger.live = target;
         }
-        Action::ReplaceReplicaSet {
+        Write::ReplaceReplicaSet {
             old_uid,
             replica_set,
         } => {
@@ -843,14 +833,14 @@ fn check_write(
                 replica_set.metadata.name
             );
         }
-        Action::ApplyReplicaSet(rs) => {
+        Write::ApplyReplicaSet(rs) => {
             let color = world::replica_set_view(rs).map(|v| v.color);
             check!(
                 active_rs.is_none_or(|a| Some(a.color) != color),
                 "invariant 2: the active ReplicaSet is re-applied"
             );
         }
-        Action::ScaleReplicaSet { name, replicas } => {
+        Write::ScaleReplicaSet { name, replicas } => {
             if active_rs.is_some_and(|rs| &rs.name == name) {
                 check!(
                     *replicas == spec.replicas,
@@ -870,7 +860,7 @@ fn check_write(
                 );
             }
         }
-        Action::CreateJob(job) => {
+        Write::CreateJob(job) => {
             // Invariant 6: Jobs carry the identity of a rollout already in the stored status.
             let view = world::job_view(job).expect("a smoke-test Job");
             let recorded = stored.rollout.as_ref();
@@ -883,14 +873,14 @@ fn check_write(
                 recorded.map(|r| (rollout_id(r), &r.revision))
             );
         }
-        Action::DeleteService { name, .. } | Action::ReleaseService { name } => {
+        Write::DeleteService { name, .. } | Write::ReleaseService { name } => {
             // Invariant 4: the Service that carries traffic is never taken away.
             check!(
                 name != &spec.service.name,
                 "invariant 4: the active Service {name} is deleted or released"
             );
         }
-        Action::ApplyPreviewService(_) | Action::DeleteJob { .. } => {}
+        Write::ApplyPreviewService(_) | Write::DeleteJob { .. } => {}
     }
     Ok(())
 }
@@ -900,10 +890,10 @@ fn check_write(
 /// repair may come before the promotion's flip in one plan; the last flip is what is live).
 fn check_flips_finish_promotions(plan: &Plan, repairs: &[Option<&(Color, String)>]) -> Checked {
     let targets: Vec<_> = plan
-        .actions
+        .writes
         .iter()
         .filter_map(|a| match a {
-            Action::Flip { service, .. } => Some(world::service_view(service).target()),
+            Write::Flip { service, .. } => Some(world::service_view(service).target()),
             _ => None,
         })
         .collect();
@@ -958,16 +948,16 @@ fn creations(plan: &Plan, in_flight: Option<&RolloutStatus>) -> BTreeSet<String>
     let ours = |color: Color, revision: &str| {
         in_flight.is_some_and(|r| r.color == color && r.revision == revision)
     };
-    plan.actions
+    plan.writes
         .iter()
         .filter_map(|a| match a {
-            Action::ApplyReplicaSet(rs)
-            | Action::ReplaceReplicaSet {
+            Write::ApplyReplicaSet(rs)
+            | Write::ReplaceReplicaSet {
                 replica_set: rs, ..
             } => world::replica_set_view(rs)
                 .filter(|v| !ours(v.color, &v.revision))
                 .map(|v| format!("ReplicaSet {} {}", v.name, v.revision)),
-            Action::CreateJob(job) => world::job_view(job)
+            Write::CreateJob(job) => world::job_view(job)
                 .filter(|j| {
                     !in_flight
                         .is_some_and(|r| rollout_id(r) == j.rollout && r.revision == j.revision)
@@ -1205,7 +1195,7 @@ mod found {
             ..setup(0, 1)
         };
         let events = [
-            Event::Action {
+            Event::Write {
                 verb: 3,
                 fresh: false,
             },
@@ -1269,7 +1259,7 @@ mod found {
             Event::Image(0),
             Event::Reconcile,
             Event::Tamper(Tamper::SelectorOntoStandby),
-            Event::Action {
+            Event::Write {
                 verb: 1,
                 fresh: false,
             },
@@ -1309,13 +1299,13 @@ mod found {
             ..setup(0, 1)
         };
         let events = [
-            Event::Action {
+            Event::Write {
                 verb: 3,
                 fresh: false,
             },
             Event::Reconcile,
             Event::Crash { at: 1 },
-            Event::Action {
+            Event::Write {
                 verb: 1,
                 fresh: true,
             },

@@ -4,7 +4,8 @@
 use bluegreen_crd::Color;
 use kube::ResourceExt;
 
-use super::{Action, ActiveRef, Gravity, Planner, Stall};
+use super::{ActiveRef, Gravity, Planner, Stall, Write};
+use crate::desired;
 
 impl Planner<'_> {
     /// A Service the spec names that another release claims (its release label or its
@@ -75,7 +76,7 @@ impl Planner<'_> {
         let adopted = existing
             .filter(|s| !s.created_by_controller())
             .map(|s| &s.selector);
-        self.actions.push(Action::Flip {
+        self.writes.push(Write::Flip {
             service: Box::new(crate::desired::active_service(
                 self.release,
                 active.color,
@@ -147,16 +148,60 @@ impl Planner<'_> {
                 continue;
             }
             let action = if service.created_by_controller() {
-                Action::DeleteService {
+                Write::DeleteService {
                     name: service.name.clone(),
                     uid: service.uid.clone(),
                 }
             } else {
-                Action::ReleaseService {
+                Write::ReleaseService {
                     name: service.name.clone(),
                 }
             };
-            self.actions.push(action);
+            self.writes.push(action);
         }
     }
+
+    /// Points the preview Service at a color+revision when it does not already.
+    pub(super) fn point_preview(&mut self, color: Color, revision: &str) {
+        let wanted = self.wanted_preview(color, revision);
+        let current = self.obs.preview_service.as_ref();
+        let up_to_date = current.is_some_and(|svc| {
+            let spec = wanted.spec.as_ref().expect("built with a spec");
+            Some(&svc.selector) == spec.selector.as_ref()
+                && ports_match(&svc.ports, spec.ports.as_deref().unwrap_or_default())
+        });
+        if !up_to_date {
+            self.writes
+                .push(Write::ApplyPreviewService(Box::new(wanted)));
+        }
+    }
+
+    /// The preview Service as it should be (ports from the spec, else the active Service's).
+    pub(super) fn wanted_preview(
+        &self,
+        color: Color,
+        revision: &str,
+    ) -> k8s_openapi::api::core::v1::Service {
+        let fallback = self
+            .obs
+            .active_service
+            .as_ref()
+            .map(|s| s.ports.clone())
+            .unwrap_or_default();
+        desired::preview_service(self.release, color, revision, &fallback)
+    }
+}
+
+/// Port lists match on what the controller sets (the server fills in the rest).
+fn ports_match(
+    current: &[k8s_openapi::api::core::v1::ServicePort],
+    wanted: &[k8s_openapi::api::core::v1::ServicePort],
+) -> bool {
+    current.len() == wanted.len()
+        && current.iter().zip(wanted).all(|(c, w)| {
+            c.port == w.port
+                && c.name == w.name
+                && c.protocol.as_deref().unwrap_or("TCP") == w.protocol.as_deref().unwrap_or("TCP")
+                && (w.target_port.is_none() || c.target_port == w.target_port)
+        })
 }

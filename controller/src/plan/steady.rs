@@ -3,7 +3,7 @@
 use bluegreen_crd::{Outcome, Phase};
 use kube::ResourceExt;
 
-use super::{Action, Gravity, Planner, Stall};
+use super::{Gravity, Planner, Stall, Write};
 use crate::desired;
 
 impl Planner<'_> {
@@ -82,7 +82,7 @@ impl Planner<'_> {
             }
             Some(rs) => {
                 if rs.revision == active.revision && rs.desired != replicas {
-                    self.actions.push(Action::ScaleReplicaSet {
+                    self.writes.push(Write::ScaleReplicaSet {
                         name: rs.name.clone(),
                         replicas,
                     });
@@ -115,7 +115,7 @@ impl Planner<'_> {
                     replicas,
                 );
                 let name = rs.name_any();
-                self.actions.push(Action::ApplyReplicaSet(Box::new(rs)));
+                self.writes.push(Write::ApplyReplicaSet(Box::new(rs)));
                 self.event(
                     true,
                     "ActiveReplicaSetRecreated",
@@ -171,7 +171,7 @@ impl Planner<'_> {
                 Some(left) => self.requeue_in(left),
                 None => {
                     if rs.desired != spec.standby_replicas {
-                        self.actions.push(Action::ScaleReplicaSet {
+                        self.writes.push(Write::ScaleReplicaSet {
                             name: rs.name.clone(),
                             replicas: spec.standby_replicas,
                         });
@@ -190,7 +190,7 @@ impl Planner<'_> {
             },
             Some(_) => {
                 if rs.desired != spec.standby_replicas {
-                    self.actions.push(Action::ScaleReplicaSet {
+                    self.writes.push(Write::ScaleReplicaSet {
                         name: rs.name.clone(),
                         replicas: spec.standby_replicas,
                     });
@@ -201,8 +201,8 @@ impl Planner<'_> {
 
     /// This plan applies the ReplicaSet of `color` at `revision`.
     fn recreates_replica_set(&self, color: bluegreen_crd::Color, revision: &str) -> bool {
-        self.actions.iter().any(|action| match action {
-            Action::ApplyReplicaSet(rs) => crate::world::replica_set_view(rs)
+        self.writes.iter().any(|action| match action {
+            Write::ApplyReplicaSet(rs) => crate::world::replica_set_view(rs)
                 .is_some_and(|view| view.color == color && view.revision == revision),
             _ => false,
         })

@@ -5,7 +5,7 @@
 use bluegreen_crd::{ActionResult, Color, Outcome, Phase, SmokeTestPhase, labels};
 use k8s_openapi::jiff::Timestamp;
 
-use super::Action;
+use super::Write;
 use super::testkit::{Sim, release};
 use crate::world::ServiceView;
 
@@ -23,9 +23,9 @@ fn condition(sim: &Sim, type_: &str) -> (String, String, String) {
 }
 
 fn flips(plan: &super::Plan) -> usize {
-    plan.actions
+    plan.writes
         .iter()
-        .filter(|a| matches!(a, Action::Flip { .. }))
+        .filter(|a| matches!(a, Write::Flip { .. }))
         .count()
 }
 
@@ -36,7 +36,7 @@ fn quiesce(sim: &mut Sim) {
         let plan = sim.reconcile();
         sim.settle();
         sim.finish_jobs(true);
-        if plan.actions.is_empty() && Some(&plan.status) == before.as_ref() {
+        if plan.writes.is_empty() && Some(&plan.status) == before.as_ref() {
             return;
         }
     }
@@ -44,7 +44,7 @@ fn quiesce(sim: &mut Sim) {
 }
 
 fn describe(plan: &super::Plan) -> Vec<String> {
-    plan.actions.iter().map(Action::describe).collect()
+    plan.writes.iter().map(Write::describe).collect()
 }
 
 fn stable_on_blue(tests: &[&str]) -> Sim {
@@ -71,8 +71,8 @@ fn a_deleted_active_replica_set_is_recreated_at_once_and_the_release_is_not_read
     let green = sim.replica_sets.remove(&Color::Green).unwrap();
 
     let plan = sim.reconcile();
-    let recreated = plan.actions.iter().find_map(|a| match a {
-        Action::ApplyReplicaSet(rs) => crate::world::replica_set_view(rs),
+    let recreated = plan.writes.iter().find_map(|a| match a {
+        Write::ApplyReplicaSet(rs) => crate::world::replica_set_view(rs),
         _ => None,
     });
     let recreated = recreated.unwrap_or_else(|| panic!("no recreate: {:?}", describe(&plan)));
@@ -131,9 +131,9 @@ fn a_deleted_active_replica_set_the_spec_no_longer_describes_is_reported_not_gue
     let plan = sim.reconcile();
     assert!(
         !plan
-            .actions
+            .writes
             .iter()
-            .any(|a| matches!(a, Action::ApplyReplicaSet(rs) if rs.metadata.name.as_deref() == Some("web-blue"))),
+            .any(|a| matches!(a, Write::ApplyReplicaSet(rs) if rs.metadata.name.as_deref() == Some("web-blue"))),
         "web:2's template is not web:1's: {:?}",
         describe(&plan)
     );
@@ -169,7 +169,7 @@ fn a_service_another_release_owns_is_never_written() {
     sim.active_service = Some(foreign("web-active", "shop"));
     for _ in 0..3 {
         let plan = sim.reconcile();
-        assert!(plan.actions.is_empty(), "{:?}", describe(&plan));
+        assert!(plan.writes.is_empty(), "{:?}", describe(&plan));
         sim.settle();
     }
     assert_eq!(phase(&sim), Phase::Failed);
@@ -186,13 +186,13 @@ fn a_service_another_release_owns_is_never_written() {
     let mut labelled = foreign("web-active", "shop");
     labelled.owner = None;
     sim.active_service = Some(labelled);
-    assert!(sim.reconcile().actions.is_empty());
+    assert!(sim.reconcile().writes.is_empty());
     assert_eq!(condition(&sim, "Stalled").1, "ServiceOwnedByAnotherRelease");
 
     // The preview Service as well.
     let mut sim = Sim::new(release("web:1", &[]));
     sim.preview_service = Some(foreign("web-preview", "shop"));
-    assert!(sim.reconcile().actions.is_empty());
+    assert!(sim.reconcile().writes.is_empty());
     assert!(condition(&sim, "Stalled").2.contains("service.previewName"));
 }
 
@@ -202,7 +202,7 @@ fn an_action_on_a_release_stalled_on_a_foreign_service_is_refused() {
     sim.active_service = Some(foreign("web-active", "shop"));
     sim.request("rollback", "rb-1");
     let plan = sim.reconcile();
-    assert!(plan.consume_action && plan.actions.is_empty());
+    assert!(plan.consume_request && plan.writes.is_empty());
     assert_eq!(
         sim.status().last_action.unwrap().result,
         ActionResult::Refused
@@ -249,7 +249,7 @@ fn a_selector_moved_to_a_missing_revision_is_repaired_and_the_standby_kept() {
     sim.advance(301);
     let plan = sim.reconcile();
     assert!(
-        plan.actions.contains(&Action::ScaleReplicaSet {
+        plan.writes.contains(&Write::ScaleReplicaSet {
             name: "web-blue".into(),
             replicas: 0
         }),
@@ -277,16 +277,13 @@ fn a_selector_moved_onto_the_warm_standby_by_hand_is_repaired_without_tests_or_h
     assert_eq!(flips(&plan), 1);
     assert_eq!(sim.active_target().unwrap().0, Color::Green);
     assert!(
-        !plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::CreateJob(_))),
+        !plan.writes.iter().any(|a| matches!(a, Write::CreateJob(_))),
         "no smoke tests"
     );
     assert_eq!(sim.jobs.len(), jobs);
     assert_eq!(sim.status().history, before.history);
     assert_eq!(sim.status().standby, before.standby);
-    assert!(sim.run_until_quiet(5).actions.is_empty());
+    assert!(sim.run_until_quiet(5).writes.is_empty());
 }
 
 #[test]
@@ -311,8 +308,8 @@ fn a_service_the_controller_created_is_restored_whole_even_without_its_labels() 
     service.selector.remove(labels::REVISION);
     service.labels.clear();
     let plan = sim.reconcile();
-    let restored = plan.actions.iter().find_map(|a| match a {
-        Action::Flip { service, .. } => Some(service.clone()),
+    let restored = plan.writes.iter().find_map(|a| match a {
+        Write::Flip { service, .. } => Some(service.clone()),
         _ => None,
     });
     let restored = restored.expect("a flip restores the keys");
@@ -338,7 +335,7 @@ fn an_action_id_used_again_after_another_action_is_refused() {
 
     sim.request("rollback", "dup-1");
     let plan = sim.reconcile();
-    assert!(plan.consume_action);
+    assert!(plan.consume_request);
     let last = sim.status().last_action.unwrap();
     assert_eq!(
         (last.id.as_str(), last.result),
@@ -385,9 +382,9 @@ fn a_renamed_active_service_takes_the_traffic_before_the_old_one_is_deleted() {
     assert_eq!(flips(&plan), 1, "{:?}", describe(&plan));
     assert!(
         !plan
-            .actions
+            .writes
             .iter()
-            .any(|a| matches!(a, Action::DeleteService { .. })),
+            .any(|a| matches!(a, Write::DeleteService { .. })),
         "the old Service serves until the new one selects the active color"
     );
     let new = sim.active_service.clone().unwrap();
@@ -401,14 +398,14 @@ fn a_renamed_active_service_takes_the_traffic_before_the_old_one_is_deleted() {
 
     let plan = sim.reconcile();
     assert_eq!(
-        plan.actions,
-        vec![Action::DeleteService {
+        plan.writes,
+        vec![Write::DeleteService {
             name: old.name.clone(),
             uid: old.uid.clone()
         }]
     );
     assert!(sim.former_services.is_empty());
-    assert!(sim.run_until_quiet(5).actions.is_empty());
+    assert!(sim.run_until_quiet(5).writes.is_empty());
     assert_eq!(sim.status().history.len(), 2, "a rename is not a release");
 }
 
@@ -427,8 +424,8 @@ fn a_renamed_adopted_service_is_given_back_without_the_controllers_keys() {
     sim.reconcile();
     let plan = sim.reconcile();
     assert_eq!(
-        plan.actions,
-        vec![Action::ReleaseService {
+        plan.writes,
+        vec![Write::ReleaseService {
             name: "web-active".into()
         }]
     );
@@ -443,7 +440,7 @@ fn a_renamed_preview_service_is_replaced_at_once() {
     sim.bump_generation();
     let plan = sim.reconcile();
     assert!(
-        plan.actions.contains(&Action::DeleteService {
+        plan.writes.contains(&Write::DeleteService {
             name: old.name.clone(),
             uid: old.uid.clone()
         }),
@@ -451,9 +448,9 @@ fn a_renamed_preview_service_is_replaced_at_once() {
         describe(&plan)
     );
     assert!(
-        plan.actions
+        plan.writes
             .iter()
-            .any(|a| matches!(a, Action::ApplyPreviewService(s) if s.metadata.name.as_deref() == Some("web-next")))
+            .any(|a| matches!(a, Write::ApplyPreviewService(s) if s.metadata.name.as_deref() == Some("web-next")))
     );
 }
 
@@ -475,7 +472,7 @@ fn a_replicas_change_mid_testing_resizes_the_active_color_and_does_not_rerun_the
     sim.bump_generation();
     let plan = sim.reconcile();
     assert!(
-        plan.actions.contains(&Action::ScaleReplicaSet {
+        plan.writes.contains(&Write::ScaleReplicaSet {
             name: "web-blue".into(),
             replicas: 5
         }),
@@ -483,9 +480,9 @@ fn a_replicas_change_mid_testing_resizes_the_active_color_and_does_not_rerun_the
         describe(&plan)
     );
     assert!(
-        !plan.actions.iter().any(
-            |a| matches!(a, Action::DeleteJob { .. } | Action::CreateJob(_))
-                || matches!(a, Action::ScaleReplicaSet { name, .. } if name == "web-green")
+        !plan.writes.iter().any(
+            |a| matches!(a, Write::DeleteJob { .. } | Write::CreateJob(_))
+                || matches!(a, Write::ScaleReplicaSet { name, .. } if name == "web-green")
         ),
         "the running test goes on against the pods it started on: {:?}",
         describe(&plan)

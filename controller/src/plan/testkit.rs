@@ -7,7 +7,7 @@ use bluegreen_crd::{BlueGreenRelease, Color, labels, revision::revision_of};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
-use super::{Action, Plan, plan};
+use super::{Plan, Write, plan};
 use crate::world::{
     self, EndpointView, JobState, JobView, Observed, PodView, ReplicaSetView, ServiceView,
 };
@@ -108,14 +108,14 @@ impl Sim {
     /// Plans and executes everything: the writes, then the status, then annotation removal.
     pub fn reconcile(&mut self) -> Plan {
         let plan = self.plan();
-        self.execute(&plan, plan.actions.len(), true);
+        self.execute(&plan, plan.writes.len(), true);
         plan
     }
 
     /// Executes the first `writes` actions of a plan, and the status patch only if
     /// `status` (a controller killed between two writes).
     pub fn execute(&mut self, plan: &Plan, writes: usize, status: bool) {
-        for action in plan.actions.iter().take(writes) {
+        for action in plan.writes.iter().take(writes) {
             self.apply(action);
         }
         self.after_writes(plan, status);
@@ -128,9 +128,9 @@ impl Sim {
         plan: &Plan,
         writes: usize,
         status: bool,
-        mut check: impl FnMut(&Sim, &Action) -> Result<(), E>,
+        mut check: impl FnMut(&Sim, &Write) -> Result<(), E>,
     ) -> Result<(), E> {
-        for action in plan.actions.iter().take(writes) {
+        for action in plan.writes.iter().take(writes) {
             check(self, action)?;
             self.apply(action);
         }
@@ -142,7 +142,7 @@ impl Sim {
     fn after_writes(&mut self, plan: &Plan, status: bool) {
         if status {
             self.release.status = Some(plan.status.clone());
-            if plan.consume_action
+            if plan.consume_request
                 && let Some(a) = self.release.metadata.annotations.as_mut()
             {
                 a.remove(labels::ACTION);
@@ -161,9 +161,9 @@ impl Sim {
             let plan = self.reconcile();
             self.settle();
             self.finish_jobs(true);
-            if plan.actions.is_empty()
+            if plan.writes.is_empty()
                 && Some(&plan.status) == self.release.status.as_ref()
-                && self.plan().actions.is_empty()
+                && self.plan().writes.is_empty()
             {
                 return plan;
             }
@@ -179,9 +179,9 @@ impl Sim {
         format!("uid-{}", self.next_uid)
     }
 
-    pub fn apply(&mut self, action: &Action) {
+    pub fn apply(&mut self, action: &Write) {
         match action {
-            Action::ApplyReplicaSet(rs) => {
+            Write::ApplyReplicaSet(rs) => {
                 let mut view = world::replica_set_view(rs).expect("planned RS is a color view");
                 match self.replica_sets.get(&view.color) {
                     Some(existing) => {
@@ -202,7 +202,7 @@ impl Sim {
                 }
                 self.replica_sets.insert(view.color, view);
             }
-            Action::ReplaceReplicaSet {
+            Write::ReplaceReplicaSet {
                 old_uid,
                 replica_set,
             } => {
@@ -217,7 +217,7 @@ impl Sim {
                 view.generation = 1;
                 self.replica_sets.insert(view.color, view);
             }
-            Action::ScaleReplicaSet { name, replicas } => {
+            Write::ScaleReplicaSet { name, replicas } => {
                 let rs = self
                     .replica_sets
                     .values_mut()
@@ -229,10 +229,10 @@ impl Sim {
                 rs.ready = rs.ready.min(*replicas);
                 rs.available = rs.available.min(*replicas);
             }
-            Action::ApplyPreviewService(svc) => {
+            Write::ApplyPreviewService(svc) => {
                 self.preview_service = Some(world::service_view(svc));
             }
-            Action::Flip { service, .. } => {
+            Write::Flip { service, .. } => {
                 let mut wanted = world::service_view(service);
                 // Server-side apply makes the controller's field manager own what it set.
                 wanted.selector_writer = Some(labels::FIELD_MANAGER.into());
@@ -249,7 +249,7 @@ impl Sim {
                     None => self.active_service = Some(wanted),
                 }
             }
-            Action::CreateJob(job) => {
+            Write::CreateJob(job) => {
                 let mut view = world::job_view(job).expect("planned Job is a smoke test");
                 assert!(
                     self.jobs.iter().all(|j| j.name != view.name),
@@ -259,10 +259,10 @@ impl Sim {
                 view.uid = self.uid();
                 self.jobs.push(view);
             }
-            Action::DeleteJob { name, uid } => {
+            Write::DeleteJob { name, uid } => {
                 self.jobs.retain(|j| !(&j.name == name && &j.uid == uid));
             }
-            Action::DeleteService { name, uid } => {
+            Write::DeleteService { name, uid } => {
                 assert_ne!(
                     name, &self.release.spec.service.name,
                     "the active Service is never deleted"
@@ -270,7 +270,7 @@ impl Sim {
                 self.former_services
                     .retain(|s| !(&s.name == name && &s.uid == uid));
             }
-            Action::ReleaseService { name } => {
+            Write::ReleaseService { name } => {
                 // Without the release label it leaves the release's view of the world.
                 self.former_services.retain(|s| &s.name != name);
             }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bluegreen_crd::{ActionResult, Color, Outcome, Phase, PromotionMode, SmokeTestPhase, labels};
 
-use super::Action;
+use super::Write;
 use super::testkit::{Sim, release};
 use crate::world::{JobState, ServiceView};
 
@@ -22,9 +22,9 @@ fn condition(sim: &Sim, type_: &str) -> (String, String) {
 }
 
 fn flips(plan: &super::Plan) -> usize {
-    plan.actions
+    plan.writes
         .iter()
-        .filter(|a| matches!(a, Action::Flip { .. }))
+        .filter(|a| matches!(a, Write::Flip { .. }))
         .count()
 }
 
@@ -69,10 +69,10 @@ fn first_release_goes_to_blue_through_every_phase() {
     let plan = sim.reconcile();
     assert_eq!(phase(&sim), Phase::Deploying);
     assert!(
-        matches!(&plan.actions[0], Action::ApplyReplicaSet(rs) if rs.metadata.name.as_deref() == Some("web-blue"))
+        matches!(&plan.writes[0], Write::ApplyReplicaSet(rs) if rs.metadata.name.as_deref() == Some("web-blue"))
     );
     assert!(
-        matches!(&plan.actions[1], Action::ApplyPreviewService(svc) if svc.metadata.name.as_deref() == Some("web-preview"))
+        matches!(&plan.writes[1], Write::ApplyPreviewService(svc) if svc.metadata.name.as_deref() == Some("web-preview"))
     );
     assert!(
         sim.active_service.is_none(),
@@ -86,7 +86,7 @@ fn first_release_goes_to_blue_through_every_phase() {
         sim.jobs.len(),
         1,
         "one Job per smoke test: {:?}",
-        plan.actions
+        plan.writes
     );
     assert_eq!(
         sim.jobs[0].name,
@@ -98,7 +98,7 @@ fn first_release_goes_to_blue_through_every_phase() {
         "tests running: still nothing live"
     );
     assert!(
-        sim.plan().actions.is_empty(),
+        sim.plan().writes.is_empty(),
         "a running test is waited for, not recreated"
     );
 
@@ -133,7 +133,7 @@ fn jobs_are_created_only_once_the_rollout_is_recorded() {
     // died before recording it): the Jobs wait one reconcile for the rollout's identity.
     let mut sim = Sim::new(release("web:1", &["smoke"]));
     let plan = sim.plan();
-    sim.execute(&plan, plan.actions.len(), false);
+    sim.execute(&plan, plan.writes.len(), false);
     sim.settle();
     sim.reconcile();
     assert!(sim.jobs.is_empty());
@@ -174,11 +174,11 @@ fn an_adopted_service_gets_the_two_selector_keys_beside_its_own() {
         let plan = sim.reconcile();
         sim.settle();
         flip = flip.or(plan
-            .actions
+            .writes
             .into_iter()
-            .find(|a| matches!(a, Action::Flip { .. })));
+            .find(|a| matches!(a, Write::Flip { .. })));
     }
-    let Some(Action::Flip { service, .. }) = flip else {
+    let Some(Write::Flip { service, .. }) = flip else {
         panic!("no flip")
     };
     let spec = service.spec.unwrap();
@@ -227,20 +227,20 @@ fn uneventful_upgrade_flips_to_green_and_keeps_blue_warm_then_scales_it_down() {
     // Inside the scale-down window: nothing to do, a timer for the rest of it.
     sim.advance(100);
     let plan = sim.plan();
-    assert!(plan.actions.is_empty());
+    assert!(plan.writes.is_empty());
     assert_eq!(plan.requeue_after, Some(Duration::from_secs(200)));
 
     sim.advance(200);
     let plan = sim.reconcile();
     assert_eq!(
-        plan.actions,
-        vec![Action::ScaleReplicaSet {
+        plan.writes,
+        vec![Write::ScaleReplicaSet {
             name: "web-blue".into(),
             replicas: 0
         }]
     );
     assert!(sim.status().standby.unwrap().scaled_down_at.is_some());
-    assert!(sim.plan().actions.is_empty(), "scaled down once");
+    assert!(sim.plan().writes.is_empty(), "scaled down once");
 }
 
 #[test]
@@ -252,8 +252,8 @@ fn standby_replicas_are_kept_after_the_window() {
     sim.advance(301);
     let plan = sim.reconcile();
     assert_eq!(
-        plan.actions,
-        vec![Action::ScaleReplicaSet {
+        plan.writes,
+        vec![Write::ScaleReplicaSet {
             name: "web-blue".into(),
             replicas: 1
         }]
@@ -274,7 +274,7 @@ fn progress_deadline_fails_without_touching_the_active_service() {
     sim.advance(1);
     let plan = sim.reconcile();
     assert_eq!(phase(&sim), Phase::Failed);
-    assert!(plan.actions.contains(&Action::ScaleReplicaSet {
+    assert!(plan.writes.contains(&Write::ScaleReplicaSet {
         name: "web-green".into(),
         replicas: 0
     }));
@@ -299,7 +299,7 @@ fn progress_deadline_fails_without_touching_the_active_service() {
     sim.settle();
     sim.advance(10_000);
     let plan = sim.reconcile();
-    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert!(plan.writes.is_empty(), "{:?}", plan.writes);
     assert_eq!(phase(&sim), Phase::Failed);
 }
 
@@ -352,7 +352,7 @@ fn retry_redeploys_a_failed_revision_and_clears_old_jobs() {
         plan.status.last_action.as_ref().unwrap().result,
         ActionResult::Accepted
     );
-    assert!(plan.consume_action);
+    assert!(plan.consume_request);
     assert!(
         sim.release
             .metadata
@@ -369,9 +369,9 @@ fn retry_redeploys_a_failed_revision_and_clears_old_jobs() {
     for _ in 0..8 {
         let plan = sim.reconcile();
         deleted |= plan
-            .actions
+            .writes
             .iter()
-            .any(|a| matches!(a, Action::DeleteJob { .. }));
+            .any(|a| matches!(a, Write::DeleteJob { .. }));
         sim.settle();
         if sim.jobs.iter().any(|j| j.state == JobState::Running) {
             break;
@@ -391,9 +391,9 @@ fn a_new_rollout_clears_the_jobs_of_earlier_rollouts() {
     sim.set_image("web:3");
     let plan = sim.reconcile();
     assert!(
-        plan.actions
+        plan.writes
             .iter()
-            .any(|a| matches!(a, Action::DeleteJob { .. }))
+            .any(|a| matches!(a, Write::DeleteJob { .. }))
     );
     assert!(sim.jobs.is_empty());
 }
@@ -423,7 +423,7 @@ fn manual_promotion_waits_for_promote_and_refuses_it_otherwise() {
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
     assert_eq!(condition(&sim, "Reconciling").0, "False");
     assert_eq!(condition(&sim, "Stalled").0, "False");
-    assert!(sim.plan().actions.is_empty(), "waiting is quiet");
+    assert!(sim.plan().writes.is_empty(), "waiting is quiet");
 
     sim.request("promote", "p-1");
     let plan = sim.reconcile();
@@ -469,9 +469,9 @@ fn preview_replicas_are_scaled_to_full_size_before_the_flip() {
     assert_eq!(sim.replica_sets[&Color::Green].desired, 1);
     sim.settle();
     let plan = sim.reconcile();
-    assert!(plan.actions.is_empty(), "tests passed: recorded first");
+    assert!(plan.writes.is_empty(), "tests passed: recorded first");
     let plan = sim.reconcile();
-    assert!(plan.actions.contains(&Action::ScaleReplicaSet {
+    assert!(plan.writes.contains(&Write::ScaleReplicaSet {
         name: "web-green".into(),
         replicas: 3
     }));
@@ -481,8 +481,8 @@ fn preview_replicas_are_scaled_to_full_size_before_the_flip() {
     sim.settle();
     let plan = sim.reconcile();
     assert!(matches!(
-        &plan.actions[..],
-        [.., Action::Flip { replicas: 3, .. }, _] | [.., Action::Flip { replicas: 3, .. }]
+        &plan.writes[..],
+        [.., Write::Flip { replicas: 3, .. }, _] | [.., Write::Flip { replicas: 3, .. }]
     ));
 }
 
@@ -499,11 +499,11 @@ fn abort_cancels_tests_scales_the_cold_color_down_and_blocks_the_revision() {
     sim.request("abort", "a-1");
     let plan = sim.reconcile();
     assert!(
-        plan.actions
+        plan.writes
             .iter()
-            .any(|a| matches!(a, Action::DeleteJob { .. }))
+            .any(|a| matches!(a, Write::DeleteJob { .. }))
     );
-    assert!(plan.actions.contains(&Action::ScaleReplicaSet {
+    assert!(plan.writes.contains(&Write::ScaleReplicaSet {
         name: "web-green".into(),
         replicas: 0
     }));
@@ -545,14 +545,14 @@ fn a_spec_change_mid_rollout_supersedes_it() {
     sim.set_image("web:3");
     let plan = sim.reconcile();
     assert!(
-        plan.actions
+        plan.writes
             .iter()
-            .any(|a| matches!(a, Action::DeleteJob { name, .. } if *name == old_job))
+            .any(|a| matches!(a, Write::DeleteJob { name, .. } if *name == old_job))
     );
     assert!(
-        plan.actions
+        plan.writes
             .iter()
-            .any(|a| matches!(a, Action::ReplaceReplicaSet { .. }))
+            .any(|a| matches!(a, Write::ReplaceReplicaSet { .. }))
     );
     assert_eq!(flips(&plan), 0);
     let status = sim.status();
@@ -572,7 +572,7 @@ fn reverting_mid_rollout_returns_to_stable_and_scales_the_cold_color_down() {
     let mut sim = testing_web_2();
     sim.set_image("web:1");
     let plan = sim.reconcile();
-    assert!(plan.actions.contains(&Action::ScaleReplicaSet {
+    assert!(plan.writes.contains(&Write::ScaleReplicaSet {
         name: "web-green".into(),
         replicas: 0
     }));
@@ -587,16 +587,16 @@ fn git_revert_is_a_fast_rollback_to_the_warm_standby() {
     sim.set_image("web:1");
     let plan = sim.reconcile();
     assert!(
-        plan.actions.is_empty(),
+        plan.writes.is_empty(),
         "standby at full size: nothing to write before the flip but the status: {:?}",
-        plan.actions
+        plan.writes
     );
     assert_eq!(phase(&sim), Phase::Promoting);
-    assert!(sim.status().rollout.unwrap().rollback);
+    assert!(sim.status().rollout.unwrap().is_rollback());
     let plan = sim.reconcile();
-    assert!(!plan.actions.iter().any(|a| matches!(
+    assert!(!plan.writes.iter().any(|a| matches!(
         a,
-        Action::ApplyReplicaSet(_) | Action::ReplaceReplicaSet { .. }
+        Write::ApplyReplicaSet(_) | Write::ReplaceReplicaSet { .. }
     )));
     assert_eq!(
         flips(&plan),
@@ -628,8 +628,8 @@ fn fast_rollback_from_a_scaled_down_standby_scales_it_up_first() {
     sim.set_image("web:1");
     let plan = sim.reconcile();
     assert_eq!(
-        plan.actions,
-        vec![Action::ScaleReplicaSet {
+        plan.writes,
+        vec![Write::ScaleReplicaSet {
             name: "web-blue".into(),
             replicas: 3
         }]
@@ -677,7 +677,7 @@ fn rollback_action_flips_back_and_holds_in_rolled_back() {
 
     // The spec still asks for web:2; nothing is redeployed on its own.
     sim.advance(30);
-    assert!(sim.reconcile().actions.is_empty());
+    assert!(sim.reconcile().writes.is_empty());
     assert_eq!(phase(&sim), Phase::RolledBack);
 
     // A git revert to web:1 now matches the live revision: Stable without any rollout.
@@ -685,9 +685,9 @@ fn rollback_action_flips_back_and_holds_in_rolled_back() {
     reverted.set_image("web:1");
     let plan = reverted.reconcile();
     assert!(
-        plan.actions
+        plan.writes
             .iter()
-            .all(|a| !matches!(a, Action::Flip { .. } | Action::ApplyReplicaSet(_)))
+            .all(|a| !matches!(a, Write::Flip { .. } | Write::ApplyReplicaSet(_)))
     );
     assert_eq!(phase(&reverted), Phase::Stable);
 
@@ -729,7 +729,7 @@ fn each_action_id_is_consumed_exactly_once() {
     let mut sim = stable_on_blue(&[]);
     sim.request("dance", "d-1");
     let plan = sim.reconcile();
-    assert!(plan.consume_action);
+    assert!(plan.consume_request);
     let last = sim.status().last_action.unwrap();
     assert_eq!(last.result, ActionResult::Refused);
     assert!(last.message.contains("unknown action"));
@@ -738,7 +738,7 @@ fn each_action_id_is_consumed_exactly_once() {
     // the same id is seen again and only removed.
     sim.request("rollback", "d-1");
     let plan = sim.reconcile();
-    assert!(plan.consume_action);
+    assert!(plan.consume_request);
     assert_eq!(
         plan.status.last_action,
         Some(last),
@@ -763,13 +763,13 @@ fn paused_observes_only_and_refuses_actions() {
     sim.set_image("web:2");
     sim.request("rollback", "x");
     let plan = sim.reconcile();
-    assert!(plan.actions.is_empty());
+    assert!(plan.writes.is_empty());
     assert_eq!(
         sim.status().last_action.unwrap().result,
         ActionResult::Refused
     );
     let plan = sim.reconcile();
-    assert!(plan.actions.is_empty());
+    assert!(plan.writes.is_empty());
     assert_eq!(phase(&sim), Phase::Paused);
     sim.release.spec.paused = false;
     sim.reconcile();
@@ -785,8 +785,8 @@ fn a_replicas_change_is_a_scale_not_a_release() {
     assert_eq!(sim.desired_revision(), revision);
     let plan = sim.reconcile();
     assert_eq!(
-        plan.actions,
-        vec![Action::ScaleReplicaSet {
+        plan.writes,
+        vec![Write::ScaleReplicaSet {
             name: "web-green".into(),
             replicas: 5
         }]
@@ -802,7 +802,7 @@ fn an_invalid_spec_writes_nothing_but_the_status() {
     sim.set_image("web:2");
     sim.request("abort", "a");
     let plan = sim.reconcile();
-    assert!(plan.actions.is_empty());
+    assert!(plan.writes.is_empty());
     assert_eq!(
         condition(&sim, "Stalled"),
         ("True".into(), "InvalidSpec".into())
@@ -825,7 +825,7 @@ fn missing_ports_for_a_service_that_does_not_exist_is_invalid() {
     let mut sim = Sim::new(release("web:1", &[]));
     sim.release.spec.service.ports.clear();
     let plan = sim.reconcile();
-    assert!(plan.actions.is_empty());
+    assert!(plan.writes.is_empty());
     assert_eq!(
         condition(&sim, "Stalled"),
         ("True".into(), "InvalidSpec".into())
@@ -896,9 +896,9 @@ fn tests_passed_while_the_cold_color_lost_availability_do_not_count() {
         let plan = sim.reconcile();
         assert_eq!(flips(&plan), 0, "no flip on the voided round's result");
         deleted |= plan
-            .actions
+            .writes
             .iter()
-            .any(|a| matches!(a, Action::DeleteJob { uid, .. } if *uid == voided));
+            .any(|a| matches!(a, Write::DeleteJob { uid, .. } if *uid == voided));
         if sim.jobs.iter().any(|j| j.state == JobState::Running) {
             break;
         }
@@ -922,9 +922,9 @@ fn killed_after_the_flip_finishes_the_promotion_without_flipping_again() {
     let plan = sim.plan(); // no tests, the rollout recorded: the flip
     assert_eq!(flips(&plan), 1);
     let flip_at = plan
-        .actions
+        .writes
         .iter()
-        .position(|a| matches!(a, Action::Flip { .. }))
+        .position(|a| matches!(a, Write::Flip { .. }))
         .unwrap();
     sim.execute(&plan, flip_at + 1, false); // the Service moved, the status did not
     let plan = sim.reconcile();
@@ -966,7 +966,7 @@ fn quiesce(sim: &mut Sim) {
     for _ in 0..10 {
         let before = sim.release.status.clone();
         let plan = sim.reconcile();
-        if plan.actions.is_empty() && Some(&plan.status) == before.as_ref() {
+        if plan.writes.is_empty() && Some(&plan.status) == before.as_ref() {
             return;
         }
     }
@@ -980,7 +980,7 @@ fn an_unchanged_world_plans_no_writes_in_any_phase() {
     for step in 0..9 {
         quiesce(&mut sim);
         let again = sim.plan();
-        assert!(again.actions.is_empty(), "step {step}: {:?}", again.actions);
+        assert!(again.writes.is_empty(), "step {step}: {:?}", again.writes);
         assert_eq!(
             Some(&again.status),
             sim.release.status.as_ref(),
@@ -1054,12 +1054,12 @@ fn a_replicas_change_mid_rollout_resizes_the_active_color_at_once() {
     sim.bump_generation();
     let plan = sim.reconcile();
     assert!(
-        plan.actions.contains(&Action::ScaleReplicaSet {
+        plan.writes.contains(&Write::ScaleReplicaSet {
             name: "web-blue".into(),
             replicas: 5
         }),
         "{:?}",
-        plan.actions
+        plan.writes
     );
     assert_eq!(sim.status().rollout.unwrap().version, "2");
 }
@@ -1070,14 +1070,14 @@ fn a_cold_replica_set_left_by_a_killed_controller_is_not_a_rollback() {
     sim.release.spec.promotion.mode = PromotionMode::Manual;
     sim.set_image("web:2");
     let plan = sim.plan();
-    sim.execute(&plan, plan.actions.len(), false); // web-green created, rollout not recorded
+    sim.execute(&plan, plan.writes.len(), false); // web-green created, rollout not recorded
     sim.settle();
     for _ in 0..3 {
         sim.reconcile();
         sim.settle();
     }
     let status = sim.status();
-    assert!(!status.rollout.as_ref().unwrap().rollback);
+    assert!(!status.rollout.as_ref().unwrap().is_rollback());
     assert_eq!(
         phase(&sim),
         Phase::AwaitingPromotion,
@@ -1093,9 +1093,9 @@ fn killed_right_after_a_fast_rollback_flip_keeps_its_history_and_standby() {
     sim.reconcile(); // the rollback is recorded before its flip
     let plan = sim.plan();
     let flip_at = plan
-        .actions
+        .writes
         .iter()
-        .position(|a| matches!(a, Action::Flip { .. }))
+        .position(|a| matches!(a, Write::Flip { .. }))
         .expect("flips once recorded");
     sim.execute(&plan, flip_at + 1, false);
     sim.reconcile();
@@ -1122,10 +1122,10 @@ fn a_rollout_past_its_deadline_does_not_grow_its_cold_color_before_failing() {
     let plan = sim.reconcile();
     assert_eq!(phase(&sim), Phase::Failed);
     assert!(
-        !plan.actions.iter().any(|a| matches!(a,
-            Action::ScaleReplicaSet { name, replicas } if name == "web-green" && *replicas != 0)),
+        !plan.writes.iter().any(|a| matches!(a,
+            Write::ScaleReplicaSet { name, replicas } if name == "web-green" && *replicas != 0)),
         "{:?}",
-        plan.actions
+        plan.writes
     );
 }
 
@@ -1134,10 +1134,10 @@ fn killed_after_a_failure_scaled_the_cold_color_down_fails_again_without_growing
     let mut sim = testing_web_2();
     sim.finish_jobs(false);
     let plan = sim.plan();
-    sim.execute(&plan, plan.actions.len(), false); // scaled to 0, failure not recorded
+    sim.execute(&plan, plan.writes.len(), false); // scaled to 0, failure not recorded
     assert_eq!(sim.replica_sets[&Color::Green].desired, 0);
     let plan = sim.reconcile();
-    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert!(plan.writes.is_empty(), "{:?}", plan.writes);
     assert_eq!(phase(&sim), Phase::Failed);
     assert_eq!(sim.status().history[0].outcome, Outcome::Failed);
 }
@@ -1159,19 +1159,16 @@ fn a_failing_plan_starts_no_more_smoke_tests() {
     };
     let plan = sim.plan();
     let cancel = plan
-        .actions
+        .writes
         .iter()
-        .position(|a| matches!(a, Action::DeleteJob { .. }))
+        .position(|a| matches!(a, Write::DeleteJob { .. }))
         .unwrap();
     sim.execute(&plan, cancel + 1, false);
     let plan = sim.reconcile();
     assert!(
-        !plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::CreateJob(_))),
+        !plan.writes.iter().any(|a| matches!(a, Write::CreateJob(_))),
         "{:?}",
-        plan.actions
+        plan.writes
     );
     assert_eq!(phase(&sim), Phase::Failed);
 }
@@ -1182,7 +1179,7 @@ fn a_replica_set_recreated_at_the_standby_revision_is_not_taken_for_the_standby(
     sim.release.spec.promotion.mode = PromotionMode::Manual;
     sim.set_image("web:3");
     let plan = sim.plan();
-    sim.execute(&plan, plan.actions.len(), false); // web-blue replaced, status lost
+    sim.execute(&plan, plan.writes.len(), false); // web-blue replaced, status lost
     assert_ne!(
         sim.replica_sets[&Color::Blue].revision,
         sim.status().standby.unwrap().revision
@@ -1191,26 +1188,26 @@ fn a_replica_set_recreated_at_the_standby_revision_is_not_taken_for_the_standby(
     let plan = sim.reconcile();
     assert!(
         !plan
-            .actions
+            .writes
             .iter()
-            .any(|a| matches!(a, Action::ReplaceReplicaSet { .. })),
+            .any(|a| matches!(a, Write::ReplaceReplicaSet { .. })),
         "the stale standby is recorded as gone first: {:?}",
-        plan.actions
+        plan.writes
     );
     assert!(sim.status().standby.is_none());
     let plan = sim.plan();
     assert!(
-        plan.actions
+        plan.writes
             .iter()
-            .any(|a| matches!(a, Action::ReplaceReplicaSet { .. }))
+            .any(|a| matches!(a, Write::ReplaceReplicaSet { .. }))
     );
-    sim.execute(&plan, plan.actions.len(), false); // killed again right after
+    sim.execute(&plan, plan.writes.len(), false); // killed again right after
     sim.settle();
     for _ in 0..3 {
         sim.reconcile();
         sim.settle();
     }
-    assert!(!sim.status().rollout.unwrap().rollback);
+    assert!(!sim.status().rollout.unwrap().is_rollback());
     assert_eq!(phase(&sim), Phase::AwaitingPromotion);
 }
 
@@ -1220,7 +1217,7 @@ fn a_smoke_test_first_seen_finished_still_has_a_start_time() {
     sim.reconcile();
     sim.settle();
     let plan = sim.plan();
-    sim.execute(&plan, plan.actions.len(), false); // Job created, status lost
+    sim.execute(&plan, plan.writes.len(), false); // Job created, status lost
     sim.finish_jobs(true);
     sim.reconcile();
     assert!(sim.status().smoke_tests[0].started_at.is_some());
@@ -1233,16 +1230,13 @@ fn a_rollout_superseded_within_the_same_second_gets_its_jobs_only_once_recorded(
     sim.run_until_quiet(20); // waits to promote web:1, rollout started at T0
     sim.set_image("web:2"); // same second: the new rollout has the same start time
     let plan = sim.plan();
-    sim.execute(&plan, plan.actions.len(), false);
+    sim.execute(&plan, plan.writes.len(), false);
     sim.settle();
     let plan = sim.reconcile();
     assert!(
-        !plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::CreateJob(_))),
+        !plan.writes.iter().any(|a| matches!(a, Write::CreateJob(_))),
         "{:?}",
-        plan.actions
+        plan.writes
     );
 }
 
@@ -1259,11 +1253,11 @@ fn killed_after_growing_the_cold_color_for_promotion_does_not_fail_it() {
     sim.finish_jobs(true);
     sim.reconcile(); // passed: recorded, with a fresh deadline for the promotion stage
     let plan = sim.plan();
-    assert!(plan.actions.contains(&Action::ScaleReplicaSet {
+    assert!(plan.writes.contains(&Write::ScaleReplicaSet {
         name: "web-green".into(),
         replicas: 3
     }));
-    sim.execute(&plan, plan.actions.len(), false); // killed after the resize
+    sim.execute(&plan, plan.writes.len(), false); // killed after the resize
     sim.reconcile();
     assert_eq!(phase(&sim), Phase::Promoting);
     sim.settle();

@@ -103,7 +103,7 @@ pub fn full() -> Value {
                 "color": "green",
                 "startedAt": "2025-01-03T10:00:00Z",
                 "progressingSince": "2025-01-03T10:00:30Z",
-                "availableAt": "2025-01-03T10:01:00Z",
+                "stage": "Promoting",
                 "testsPassedAt": "2025-01-03T10:02:00Z",
                 "rollback": false,
                 "skipTests": false,

@@ -13,3 +13,4 @@ mod invalid_specs;
 mod names;
 mod revision;
 mod round_trip;
+mod stored_statuses;

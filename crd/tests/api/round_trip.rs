@@ -86,7 +86,13 @@ fn full_example_sets_every_field() {
     ];
     for (what, schema_pointer, value_pointer) in nested {
         let declared = property_names(schema.pointer(schema_pointer).expect(schema_pointer));
-        let used = field_names(full.pointer(value_pointer).expect(value_pointer));
+        let mut used = field_names(full.pointer(value_pointer).expect(value_pointer));
+        if what == "status.rollout" {
+            // A rollout is at one stage, and each stage stores only its own data: the
+            // example is Promoting; `availableAt` is the Testing stage's
+            // (stored_statuses.rs round-trips every stage).
+            used.insert("availableAt".into());
+        }
         assert_eq!(
             used, declared,
             "the full example must set every field of {what}"

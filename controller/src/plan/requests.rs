@@ -7,7 +7,8 @@
 //! next reconcile, so nothing is done twice if the controller dies in between.
 
 use bluegreen_crd::{
-    ActionResult, LastAction, Outcome, RolloutStatus, labels, status::CONSUMED_ACTION_IDS,
+    ActionResult, LastAction, Outcome, RolloutKind, RolloutStage, RolloutStatus, labels,
+    status::CONSUMED_ACTION_IDS,
 };
 
 use kube::ResourceExt;
@@ -19,7 +20,7 @@ const VERBS: &str = "promote, abort, retry or rollback";
 
 impl Planner<'_> {
     /// The pending action, if its id was not consumed yet.
-    pub(super) fn pending_action(&self) -> Option<(String, String)> {
+    pub(super) fn pending_request(&self) -> Option<(String, String)> {
         let annotations = self.release.metadata.annotations.as_ref()?;
         let verb = annotations.get(labels::ACTION)?.trim().to_string();
         let id = annotations
@@ -45,8 +46,8 @@ impl Planner<'_> {
 
     /// Handles a pending action. Returns true when this reconcile should stop here (the
     /// outcome must be written before anything else happens).
-    pub(super) fn handle_manual_action(&mut self) -> bool {
-        let Some((verb, id)) = self.pending_action() else {
+    pub(super) fn handle_request(&mut self) -> bool {
+        let Some((verb, id)) = self.pending_request() else {
             return false;
         };
         if verb == "abort" && self.drift_pending && !self.already_consumed(&id) {
@@ -54,7 +55,7 @@ impl Planner<'_> {
             // scale down (invariant 2): the abort waits, unconsumed, until it is repaired.
             return false;
         }
-        self.consume_action = true;
+        self.consume_request = true;
         if self.already_consumed(&id) {
             return false;
         }
@@ -83,24 +84,24 @@ impl Planner<'_> {
             Ok(message) => (ActionResult::Accepted, message),
             Err(message) => (ActionResult::Refused, message),
         };
-        self.record_action(&verb, &id, result, message);
+        self.record_request(&verb, &id, result, message);
         // An accepted abort already changed the phase; everything else is written first
         // and takes effect on the next reconcile.
         true
     }
 
     /// Refuses a pending action without looking at it (e.g. the spec is invalid).
-    pub(super) fn refuse_pending_action(&mut self, why: &str) {
-        let Some((verb, id)) = self.pending_action() else {
+    pub(super) fn refuse_pending_request(&mut self, why: &str) {
+        let Some((verb, id)) = self.pending_request() else {
             return;
         };
-        self.consume_action = true;
+        self.consume_request = true;
         if !self.already_consumed(&id) {
-            self.record_action(&verb, &id, ActionResult::Refused, why.to_string());
+            self.record_request(&verb, &id, ActionResult::Refused, why.to_string());
         }
     }
 
-    fn record_action(&mut self, verb: &str, id: &str, result: ActionResult, message: String) {
+    fn record_request(&mut self, verb: &str, id: &str, result: ActionResult, message: String) {
         let refused = result == ActionResult::Refused;
         self.event(
             refused,
@@ -127,14 +128,14 @@ impl Planner<'_> {
     }
 
     fn accept_promote(&mut self) -> Result<String, String> {
-        let awaiting = self
-            .status
-            .rollout
-            .as_mut()
-            .filter(|r| r.tests_passed_at.is_some() && !r.rollback);
-        match awaiting {
-            Some(rollout) => {
-                rollout.promote_requested = true;
+        let awaiting = self.status.rollout.as_mut().filter(|r| !r.is_rollback());
+        let passed = awaiting.and_then(|r| Some((r.stage.tests_passed_at()?.clone(), r)));
+        match passed {
+            Some((tests_passed_at, rollout)) => {
+                rollout.stage = RolloutStage::Promoting {
+                    tests_passed_at,
+                    promote_requested: true,
+                };
                 Ok(format!(
                     "promoting version {} on {}",
                     rollout.version, rollout.color
@@ -200,27 +201,22 @@ impl Planner<'_> {
                 standby.color, standby.version
             ));
         }
-        let passed_before = self
+        let skip_tests = self
             .status
             .history
             .iter()
-            .any(|h| h.revision == standby.revision);
-        let now = self.now();
-        self.status.rollout = Some(RolloutStatus {
-            revision: standby.revision.clone(),
-            version: standby.version.clone(),
-            color: standby.color,
-            started_at: now.clone(),
-            progressing_since: now,
-            available_at: None,
-            tests_passed_at: None,
-            rollback: true,
-            skip_tests: passed_before && !self.release.spec.retest_on_rollback,
-            reason: Some(format!("rollback requested (action {id})")),
-            promote_requested: false,
-            test_round: 0,
-            preview_replicas: None,
-        });
+            .any(|h| h.revision == standby.revision)
+            && !self.release.spec.retest_on_rollback;
+        let mut rollout = RolloutStatus::start(
+            standby.revision.clone(),
+            standby.version.clone(),
+            standby.color,
+            self.now(),
+            RolloutKind::Rollback { skip_tests },
+            None,
+        );
+        rollout.reason = Some(format!("rollback requested (action {id})"));
+        self.status.rollout = Some(rollout);
         // The spec still asks for what it asked; do not redeploy that on our own.
         self.status.blocked_revision = Some(self.desired_revision.clone());
         self.status.smoke_tests.clear();
