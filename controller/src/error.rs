@@ -49,36 +49,70 @@ impl Error {
         self.status_code() == Some(409)
     }
 
+    /// The class of the error: it decides the retry and labels the error metric.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Api { .. } if self.is_conflict() => ErrorClass::Conflict,
+            Error::Api { .. } => match self.status_code() {
+                Some(403) => ErrorClass::Forbidden,
+                Some(404) => ErrorClass::NotFound,
+                Some(422) => ErrorClass::Invalid,
+                Some(429) => ErrorClass::Throttled,
+                Some(code) if code >= 500 => ErrorClass::ServerError,
+                Some(_) => ErrorClass::ApiError,
+                None => ErrorClass::Transport,
+            },
+            Error::FlipGuard { .. } => ErrorClass::FlipGuard,
+            Error::MissingMetadata(_) => ErrorClass::MissingMetadata,
+        }
+    }
+
     /// Bounded label for `bluegreen_reconcile_errors_total{error}`.
     pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::Api { .. } if self.is_conflict() => "conflict",
-            Error::Api { .. } => match self.status_code() {
-                Some(403) => "forbidden",
-                Some(404) => "not_found",
-                Some(422) => "invalid",
-                Some(429) => "throttled",
-                Some(code) if code >= 500 => "server_error",
-                Some(_) => "api_error",
-                None => "transport",
-            },
-            Error::FlipGuard { .. } => "flip_guard",
-            Error::MissingMetadata(_) => "missing_metadata",
-        }
+        self.class().into()
     }
 
     /// How long to wait before the next attempt, given how many attempts failed in a row.
     pub fn retry_after(&self, consecutive_failures: u32) -> Duration {
-        let base = match self.metric_label() {
-            "conflict" => Duration::from_millis(200),
-            "flip_guard" => Duration::from_millis(500),
-            "throttled" | "server_error" | "transport" => Duration::from_secs(1),
-            _ => Duration::from_secs(5),
+        let base = match self.class() {
+            ErrorClass::Conflict => Duration::from_millis(200),
+            ErrorClass::FlipGuard => Duration::from_millis(500),
+            ErrorClass::Throttled | ErrorClass::ServerError | ErrorClass::Transport => {
+                Duration::from_secs(1)
+            }
+            ErrorClass::Forbidden
+            | ErrorClass::NotFound
+            | ErrorClass::Invalid
+            | ErrorClass::ApiError
+            | ErrorClass::MissingMetadata => Duration::from_secs(5),
         };
         // Exponential per release, capped: a persistent error costs little.
         let factor = 2u32.saturating_pow(consecutive_failures.saturating_sub(1).min(8));
         (base * factor).min(Duration::from_secs(300))
     }
+}
+
+/// What kind of trouble a reconcile ran into; a closed set, so the metric label is bounded
+/// and every class has a retry policy (the match above is exhaustive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorClass {
+    /// 409: someone wrote in between (optimistic concurrency, SSA conflict, AlreadyExists
+    /// while a deletion finishes): retried at once.
+    Conflict,
+    Forbidden,
+    NotFound,
+    Invalid,
+    /// 429: the API server asks for less.
+    Throttled,
+    ServerError,
+    /// Another HTTP status.
+    ApiError,
+    /// No HTTP status at all: the connection failed.
+    Transport,
+    /// The flip's fresh availability check refused the write.
+    FlipGuard,
+    MissingMetadata,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -111,6 +145,27 @@ mod tests {
         assert!(err.retry_after(3) > err.retry_after(1));
         assert_eq!(err.retry_after(50), Duration::from_secs(256));
         assert_eq!(api(403).retry_after(100), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn every_class_has_its_label() {
+        use strum::VariantArray;
+        let labels: Vec<&str> = ErrorClass::VARIANTS.iter().map(|c| (*c).into()).collect();
+        assert_eq!(
+            labels,
+            [
+                "conflict",
+                "forbidden",
+                "not_found",
+                "invalid",
+                "throttled",
+                "server_error",
+                "api_error",
+                "transport",
+                "flip_guard",
+                "missing_metadata"
+            ]
+        );
     }
 
     #[test]

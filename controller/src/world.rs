@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use bluegreen_crd::{BlueGreenRelease, Color, labels};
+use bluegreen_crd::{BlueGreenRelease, Color, ConditionType, labels};
 
 use crate::cache::Summarize;
 use k8s_openapi::{
@@ -383,7 +383,7 @@ pub fn pod_view(pod: &Pod) -> PodView {
         .is_some_and(|conds| {
             conds
                 .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
+                .any(|c| c.type_ == ConditionType::Ready.as_ref() && c.status == "True")
         });
     PodView {
         name: pod.metadata.name.clone().unwrap_or_default(),

@@ -18,6 +18,6 @@ pub use spec::{
     ServicePortSpec, ServiceSpec, SmokeTest,
 };
 pub use status::{
-    ActionResult, BlueGreenReleaseStatus, Color, HistoryEntry, LastAction, Outcome, Phase,
-    SmokeTestPhase, SmokeTestStatus, Standby,
+    ActionResult, BlueGreenReleaseStatus, Color, ConditionType, HistoryEntry, LastAction, Outcome,
+    Phase, SmokeTestPhase, SmokeTestStatus, Standby,
 };

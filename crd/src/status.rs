@@ -211,7 +211,18 @@ pub struct SmokeTestStatus {
 }
 
 /// How a rollout ended.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
 pub enum Outcome {
     Promoted,
     Failed,
@@ -256,7 +267,27 @@ pub struct LastAction {
 
 impl BlueGreenReleaseStatus {
     /// The condition of the given type, if present.
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
+    pub fn condition(&self, type_: impl AsRef<str>) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_.as_ref())
     }
+}
+
+/// The condition types of a release: kstatus's three (`Ready`, `Reconciling`, `Stalled`),
+/// read by `kubectl wait`, Flux and Argo CD, and three details.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::AsRefStr, strum::VariantArray,
+)]
+pub enum ConditionType {
+    /// True only when Stable and `observedGeneration == generation`.
+    Ready,
+    /// True while work is in flight.
+    Reconciling,
+    /// True when the release cannot progress without a person or a spec change.
+    Stalled,
+    /// The active color is fully available.
+    Available,
+    /// The smoke tests of the current revision passed (or none were needed).
+    SmokeTestsPassed,
+    /// The spec's revision is live.
+    Promoted,
 }

@@ -76,7 +76,9 @@ pub fn row(release: &BlueGreenRelease) -> Row {
         version: status.active_version.clone(),
         preview: status.preview_version.clone(),
         phase: status.phase.map(|p| p.to_string()),
-        ready: status.condition("Ready").map(|c| c.status.clone()),
+        ready: status
+            .condition(bluegreen_crd::ConditionType::Ready)
+            .map(|c| c.status.clone()),
         last_flip,
         created: release.metadata.creation_timestamp.as_ref().map(|t| t.0),
     }

@@ -3,7 +3,8 @@
 //! tested against golden output.
 
 use bluegreen_crd::{
-    BlueGreenRelease, Color, LastAction, Phase, PromotionMode, RolloutStage, SmokeTestPhase,
+    BlueGreenRelease, Color, ConditionType, LastAction, Phase, PromotionMode, RolloutStage,
+    SmokeTestPhase,
 };
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::{apps::v1::ReplicaSet, events::v1::Event};
@@ -121,13 +122,14 @@ impl StatusView {
         let name = release.metadata.name.clone().unwrap_or_default();
         let generation = release.metadata.generation.unwrap_or(0);
         let observed = status.observed_generation == Some(generation);
-        let condition_true = |t: &str| status.condition(t).is_some_and(|c| c.status == "True");
+        let condition_true =
+            |t: ConditionType| status.condition(t).is_some_and(|c| c.status == "True");
         let verdict = if !observed {
             Verdict::InProgress
-        } else if condition_true("Ready") {
+        } else if condition_true(ConditionType::Ready) {
             Verdict::Ready
         } else if matches!(status.phase, Some(Phase::Failed | Phase::RolledBack))
-            || condition_true("Stalled")
+            || condition_true(ConditionType::Stalled)
         {
             Verdict::Failed
         } else {

@@ -4,7 +4,7 @@
 //! read health without custom code. `lastTransitionTime` moves only when a condition's status
 //! flips, so an unchanged world writes an unchanged status (invariant 5).
 
-use bluegreen_crd::{Phase, SmokeTestPhase};
+use bluegreen_crd::{ConditionType, Phase, SmokeTestPhase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::Planner;
@@ -42,10 +42,10 @@ pub(super) fn update(p: &mut Planner<'_>) {
         (false, true) => "ActiveUnavailable",
         (false, false) => phase.as_str(),
     };
-    set(p, "Ready", ready, ready_reason, &message);
+    set(p, ConditionType::Ready, ready, ready_reason, &message);
     set(
         p,
-        "Reconciling",
+        ConditionType::Reconciling,
         in_flight,
         if repairing {
             "ActiveUnavailable"
@@ -55,10 +55,16 @@ pub(super) fn update(p: &mut Planner<'_>) {
         &message,
     );
     match p.stall.clone() {
-        Some(stall) => set(p, "Stalled", true, &stall.reason, &stall.message),
+        Some(stall) => set(
+            p,
+            ConditionType::Stalled,
+            true,
+            &stall.reason,
+            &stall.message,
+        ),
         None => set(
             p,
-            "Stalled",
+            ConditionType::Stalled,
             false,
             "Progressing",
             "the controller can make progress",
@@ -79,10 +85,10 @@ pub(super) fn update(p: &mut Planner<'_>) {
                 .unwrap_or_else(|| format!("the active color {color} is not fully available")),
         ),
     };
-    set(p, "Available", available, reason, &msg);
+    set(p, ConditionType::Available, available, reason, &msg);
 
     let (passed, reason, msg) = smoke_tests_condition(p);
-    set(p, "SmokeTestsPassed", passed, reason, &msg);
+    set(p, ConditionType::SmokeTestsPassed, passed, reason, &msg);
 
     let promoted = p.status.active_revision.as_deref() == Some(p.desired_revision.as_str());
     let msg = if promoted {
@@ -92,7 +98,7 @@ pub(super) fn update(p: &mut Planner<'_>) {
     };
     set(
         p,
-        "Promoted",
+        ConditionType::Promoted,
         promoted,
         if promoted { "Promoted" } else { "NotPromoted" },
         &msg,
@@ -199,7 +205,7 @@ fn smoke_tests_condition(p: &Planner<'_>) -> (bool, &'static str, String) {
 }
 
 /// Sets a condition, keeping `lastTransitionTime` unless its status flips.
-fn set(p: &mut Planner<'_>, type_: &str, status: bool, reason: &str, message: &str) {
+fn set(p: &mut Planner<'_>, type_: ConditionType, status: bool, reason: &str, message: &str) {
     let status = if status { "True" } else { "False" }.to_string();
     let previous = p.before.condition(type_);
     let last_transition_time = match previous {
@@ -214,7 +220,12 @@ fn set(p: &mut Planner<'_>, type_: &str, status: bool, reason: &str, message: &s
         observed_generation: p.release.metadata.generation,
         last_transition_time,
     };
-    match p.status.conditions.iter_mut().find(|c| c.type_ == type_) {
+    match p
+        .status
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == type_.as_ref())
+    {
         Some(existing) => *existing = condition,
         None => p.status.conditions.push(condition),
     }

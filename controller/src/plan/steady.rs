@@ -1,6 +1,6 @@
 //! No rollout in flight: keep the active color at size, retire the standby on time.
 
-use bluegreen_crd::{Outcome, Phase};
+use bluegreen_crd::{ConditionType, Outcome, Phase};
 use kube::ResourceExt;
 
 use super::{Gravity, Planner, Stall, Write};
@@ -33,7 +33,7 @@ impl Planner<'_> {
         } else {
             Phase::Failed
         };
-        let stalled = self.before.condition("Stalled").filter(|c| {
+        let stalled = self.before.condition(ConditionType::Stalled).filter(|c| {
             c.status == "True" && c.reason != "InvalidSpec" && self.before.phase == Some(phase)
         });
         let (reason, message) = match (stalled, rolled_back) {
