@@ -4,28 +4,20 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
 };
 
 use bluegreen_crd::{BlueGreenRelease, labels};
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::{
-    NamespaceResourceScope,
-    api::{
-        apps::v1::ReplicaSet,
-        batch::v1::Job,
-        core::v1::{Pod, Service},
-        discovery::v1::EndpointSlice,
-    },
-};
+use futures::{StreamExt, TryStreamExt, future};
+use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::ListParams,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Config as ControllerConfig},
-        reflector::{self, ObjectRef},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -34,18 +26,13 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::{
-    cache::{ReleaseIndex, Summarize},
     events::{EventPublisher, Reporter},
     http::Readiness,
     metrics::Metrics,
+    observe::{Caches, ReleaseIndex, Summarize},
     reconcile::{Context, error_policy, reconcile},
-    snapshot::Caches,
     watches,
 };
-
-/// The caches (releases and five kinds of children) that must finish their first list
-/// before the controller is ready.
-const CACHES: usize = 6;
 
 /// Why the controller could not start.
 #[derive(Debug, Error)]
@@ -113,109 +100,67 @@ pub async fn run(
     check_crd(&client, namespace).await?;
 
     let caches = Arc::new(Caches::default());
-    let synced = Arc::new(AtomicUsize::new(0));
-    // The releases' own watch is built here (not by `Controller::new`) so that its first
-    // list counts towards readiness like the children's.
-    let (store, writer) = reflector::store();
-    let releases = {
-        let synced = synced.clone();
-        let mut first_list = true;
-        watches::resilient(
-            "BlueGreenRelease",
-            watcher(
-                api::<BlueGreenRelease>(&client, namespace),
-                watcher::Config::default().any_semantic(),
-            ),
-        )
-        .map_ok(move |event| {
-            if matches!(event, watcher::Event::InitDone) && first_list {
-                first_list = false;
-                synced.fetch_add(1, Ordering::AcqRel);
-            }
-            event.modify(drop_unread_metadata)
-        })
-        .reflect(writer)
-        .applied_objects()
-    };
-    let controller = Controller::for_stream(releases, store)
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-        .watches_stream(
-            child_stream::<ReplicaSet>(&client, namespace, &caches, |c| &c.replica_sets, &synced),
-            release_of,
-        )
-        .watches_stream(
-            child_stream::<Service>(&client, namespace, &caches, |c| &c.services, &synced),
-            release_of,
-        )
-        .watches_stream(
-            child_stream::<EndpointSlice>(
-                &client,
-                namespace,
-                &caches,
-                |c| &c.endpoint_slices,
-                &synced,
-            ),
-            release_of,
-        )
-        .watches_stream(
-            child_stream::<Pod>(&client, namespace, &caches, |c| &c.pods, &synced),
-            release_of,
-        )
-        .watches_stream(
-            child_stream::<Job>(&client, namespace, &caches, |c| &c.jobs, &synced),
-            release_of,
-        )
-        .graceful_shutdown_on(shutdown);
-
-    // Ready once every cache has its first full list: before that, a reconcile could see a
-    // half-empty world.
     let caches_synced = Arc::new(AtomicBool::new(false));
-    let ready_signal = {
-        let synced = synced.clone();
-        let caches_synced = caches_synced.clone();
-        let readiness = readiness.clone();
-        async move {
-            while synced.load(Ordering::Acquire) < CACHES {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            info!("caches synced; ready");
-            caches_synced.store(true, Ordering::Release);
-            readiness.set_ready(true);
-        }
-    };
-    tokio::spawn(ready_signal);
-
     let reporter = Reporter {
         controller: labels::FIELD_MANAGER.into(),
         instance: settings.identity.clone(),
     };
     let events = EventPublisher::new(client.clone(), reporter);
-    let context =
-        Arc::new(Context::new(client, caches, metrics.clone(), events).gated_on(caches_synced));
+    let context = Arc::new(
+        Context::new(client.clone(), caches.clone(), metrics, events)
+            .gated_on(caches_synced.clone()),
+    );
+    let (store, writer) = reflector::store();
+    spawn_ready_signal(
+        store.clone(),
+        caches.clone(),
+        caches_synced,
+        readiness.clone(),
+    );
+    let releases = release_stream(&client, namespace, writer, context.clone());
+    let controller = Controller::for_stream(releases, store)
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .watches_stream(
+            child_stream(&client, namespace, &caches, |c| &c.replica_sets),
+            release_of,
+        )
+        .watches_stream(
+            child_stream(&client, namespace, &caches, |c| &c.services),
+            release_of,
+        )
+        .watches_stream(
+            child_stream(&client, namespace, &caches, |c| &c.endpoint_slices),
+            release_of,
+        )
+        .watches_stream(
+            child_stream(&client, namespace, &caches, |c| &c.pods),
+            release_of,
+        )
+        .watches_stream(
+            child_stream(&client, namespace, &caches, |c| &c.jobs),
+            release_of,
+        )
+        .graceful_shutdown_on(shutdown);
     info!(
         namespace = namespace.unwrap_or("<all>"),
         concurrency = settings.concurrency,
         "controller started"
     );
     controller
-        .run(reconcile, error_policy, context)
+        .run(reconcile, error_policy, context.clone())
         .for_each(|result| {
-            let metrics = metrics.clone();
-            async move {
-                match result {
-                    Ok(_) => {}
-                    Err(controller::Error::ReconcilerFailed(..)) => {} // reported by error_policy
-                    // A deleted release: its series go with it, so dashboards do not show
-                    // releases that no longer exist.
-                    Err(controller::Error::ObjectNotFound(reference)) => {
-                        metrics.forget_release(
-                            reference.namespace.as_deref().unwrap_or_default(),
-                            &reference.name,
-                        );
-                    }
-                    Err(other) => warn!(error = %other, "controller stream error"),
+            match result {
+                Ok(_) => {}
+                Err(controller::Error::ReconcilerFailed(..)) => {} // reported by error_policy
+                // A release deleted while a trigger for it was queued.
+                Err(controller::Error::ObjectNotFound(reference)) => {
+                    let mut release = ObjectRef::<BlueGreenRelease>::new(&reference.name);
+                    release.namespace = reference.namespace.clone();
+                    context.forget(&release);
                 }
+                Err(other) => warn!(error = %other, "controller stream error"),
             }
+            future::ready(())
         })
         .await;
     readiness.set_ready(false);
@@ -223,14 +168,60 @@ pub async fn run(
     Ok(())
 }
 
-/// A label-filtered watch of one child kind that keeps its cache current and triggers the
+/// Ready once the releases' store and every child index have their first full list: before
+/// that, a reconcile could see a half-empty world (and take a ReplicaSet not listed yet for
+/// a deleted one). `synced` opens the reconciles' gate; `readiness` answers `/readyz`.
+fn spawn_ready_signal(
+    store: Store<BlueGreenRelease>,
+    caches: Arc<Caches>,
+    synced: Arc<AtomicBool>,
+    readiness: Readiness,
+) {
+    tokio::spawn(async move {
+        let (releases, ()) =
+            future::join(store.wait_until_ready(), caches.wait_until_ready()).await;
+        if releases.is_err() {
+            return; // the releases' watch ended before its first list: the controller stopped
+        }
+        info!("caches synced; ready");
+        synced.store(true, Ordering::Release);
+        readiness.set_ready(true);
+    });
+}
+
+/// The releases' own watch, built here (not by `Controller::new`) so that a deleted release
+/// is forgotten as its deletion arrives, and what the controller never reads is dropped
+/// before it is stored.
+fn release_stream(
+    client: &Client,
+    namespace: Option<&str>,
+    writer: reflector::store::Writer<BlueGreenRelease>,
+    context: Arc<Context>,
+) -> impl futures::Stream<Item = Result<BlueGreenRelease, watcher::Error>> + Send + 'static {
+    watches::resilient(
+        "BlueGreenRelease",
+        watcher(
+            api::<BlueGreenRelease>(client, namespace),
+            watcher::Config::default().any_semantic(),
+        ),
+    )
+    .map_ok(move |event| {
+        if let watcher::Event::Delete(release) = &event {
+            context.forget(&ObjectRef::from_obj(release));
+        }
+        event.modify(drop_unread_metadata)
+    })
+    .reflect(writer)
+    .applied_objects()
+}
+
+/// A label-filtered watch of one child kind that keeps its index current and triggers the
 /// owning release on every change.
 fn child_stream<K>(
     client: &Client,
     namespace: Option<&str>,
     caches: &Arc<Caches>,
     index_of: fn(&Caches) -> &ReleaseIndex<K>,
-    synced: &Arc<AtomicUsize>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -244,8 +235,6 @@ where
         + 'static,
 {
     let caches = caches.clone();
-    let synced = synced.clone();
-    let mut first_list = true;
     let config = watcher::Config::default()
         .labels(labels::RELEASE)
         .any_semantic();
@@ -254,10 +243,7 @@ where
         watcher(api::<K>(client, namespace), config),
     )
     .map_ok(move |event| {
-        if index_of(&caches).apply(&event) && first_list {
-            first_list = false;
-            synced.fetch_add(1, Ordering::AcqRel);
-        }
+        index_of(&caches).apply(&event);
         event
     })
     .touched_objects()

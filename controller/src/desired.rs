@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use bluegreen_crd::{BlueGreenRelease, Color, SmokeTest, labels, spec::Protocol};
+use bluegreen_crd::{BlueGreenRelease, Color, SmokeTest, labels, names, spec::Protocol};
 use k8s_openapi::{
     api::{
         apps::v1::{ReplicaSet, ReplicaSetSpec},
@@ -17,17 +17,16 @@ use k8s_openapi::{
 };
 use kube::{Resource, ResourceExt};
 
-use crate::world::{ROLLOUT_ANNOTATION, VERSION_ANNOTATION};
+use bluegreen_crd::labels::{ROLLOUT_ANNOTATION, VERSION_ANNOTATION};
 
-/// Name of a color's ReplicaSet: `<release>-<color>`.
+/// Name of a color's ReplicaSet (`names::replica_set`).
 pub fn replica_set_name(release: &BlueGreenRelease, color: Color) -> String {
-    format!("{}-{}", release.name_any(), color)
+    names::replica_set(&release.name_any(), color)
 }
 
-/// Name of a smoke-test Job: `<release>-<test>-<revision[:8]>`.
+/// Name of a smoke-test Job (`names::smoke_test_job`).
 pub fn job_name(release: &BlueGreenRelease, test: &str, revision: &str) -> String {
-    let short = &revision[..revision.len().min(8)];
-    format!("{}-{}-{}", release.name_any(), test, short)
+    names::smoke_test_job(&release.name_any(), test, revision)
 }
 
 /// Labels that identify one color at one revision (on RS, pods, and both Services' selectors).

@@ -11,6 +11,9 @@
 //! writes, as Kubernetes' own controllers do with their "expectations".
 
 use std::collections::HashMap;
+
+use bluegreen_crd::BlueGreenRelease;
+use kube::runtime::reflector::ObjectRef;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,8 +22,8 @@ use std::time::{Duration, Instant};
 /// release.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// `(namespace, name)` of a release.
-pub type ReleaseKey = (String, String);
+/// A release.
+pub type ReleaseKey = ObjectRef<BlueGreenRelease>;
 
 /// Which of a release's objects a write went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,6 +88,17 @@ impl OwnWrites {
         !behind
     }
 
+    /// Releases with a write still pending.
+    pub fn len(&self) -> usize {
+        let pending = self.pending.lock().expect("own writes lock");
+        let releases: std::collections::HashSet<_> = pending.keys().map(|(r, _)| r).collect();
+        releases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn forget(&self, key: &ReleaseKey) {
         self.pending
             .lock()
@@ -98,7 +112,7 @@ mod tests {
     use super::*;
 
     fn key() -> ReleaseKey {
-        ("ns".into(), "web".into())
+        ObjectRef::new("web").within("ns")
     }
 
     #[test]

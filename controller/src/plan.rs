@@ -72,8 +72,8 @@ use k8s_openapi::{
 };
 use kube::ResourceExt;
 
-use crate::world::Observed;
-pub use crate::world::whole_seconds;
+use crate::observe::Observed;
+pub use crate::observe::whole_seconds;
 
 /// A write to the world, executed by reconcile in order, before the status patch.
 #[derive(Clone, Debug, PartialEq)]
@@ -431,7 +431,7 @@ impl<'a> Planner<'a> {
             self.status.smoke_tests = smoke_tests::skipped_tests(names, true);
             return;
         }
-        let id = rollout_id(rollout);
+        let id = rollout.id();
         let now = self.now();
         // One entry per test of the spec, as `run_smoke_tests` builds them: a status that
         // never recorded a test (its Job was created by a controller killed before its status
@@ -442,7 +442,7 @@ impl<'a> Planner<'a> {
             let mut entry =
                 smoke_tests::stored_or_pending(&self.status.smoke_tests, &test.name, &job);
             let succeeded = self.obs.jobs.iter().find(|j| {
-                j.name == job && j.rollout == id && j.state == crate::world::JobState::Succeeded
+                j.name == job && j.rollout == id && j.state == crate::observe::JobState::Succeeded
             });
             if let Some(succeeded) = succeeded
                 && entry.phase != SmokeTestPhase::Succeeded
@@ -607,11 +607,11 @@ impl<'a> Planner<'a> {
 
     /// Deletes the rollout's Jobs that are still running (finished ones stay for their logs).
     fn cancel_jobs(&mut self, rollout: &RolloutStatus) {
-        let rollout_id = rollout_id(rollout);
+        let rollout_id = rollout.id();
         for job in &self.obs.jobs {
             if job.rollout == rollout_id
                 && !job.deleting
-                && job.state == crate::world::JobState::Running
+                && job.state == crate::observe::JobState::Running
             {
                 self.writes.push(Write::DeleteJob {
                     name: job.name.clone(),
@@ -717,13 +717,5 @@ impl<'a> Planner<'a> {
             occurrences: self.occurrences,
             requeue_after: self.requeue,
         }
-    }
-}
-
-/// The identity of a rollout stamped on its Jobs.
-pub fn rollout_id(rollout: &RolloutStatus) -> String {
-    match rollout.test_round {
-        0 => rollout.started_at.0.to_string(),
-        round => format!("{}/{round}", rollout.started_at.0),
     }
 }

@@ -27,7 +27,7 @@ use kube::{
     api::{
         DeleteParams, LogParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
     },
-    runtime::controller::Action as Requeue,
+    runtime::{controller::Action as Requeue, reflector::ObjectRef},
 };
 use serde_json::json;
 use tracing::{debug, info, instrument, warn};
@@ -36,10 +36,10 @@ use crate::{
     error::{Error, Result},
     events::EventPublisher,
     metrics::Metrics,
+    observe::Caches,
+    observe::{self, JobView},
     own_writes::{OwnWrites, Written},
     plan::{self, Occurrence, Plan, Write},
-    snapshot::{self, Caches},
-    world::{self, JobView},
 };
 
 /// Lines of a failed smoke test's log kept for the Event and the status message.
@@ -52,7 +52,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub events: EventPublisher,
     /// Consecutive failures per release, for backoff per error class.
-    failures: Mutex<HashMap<(String, String), u32>>,
+    failures: Mutex<HashMap<ObjectRef<BlueGreenRelease>, u32>>,
     /// Each release's last status write and flip, until the caches show them.
     own_writes: OwnWrites,
     /// False until every cache has its first full list. Planning from a half-filled cache
@@ -83,6 +83,23 @@ impl Context {
         self.caches_synced = synced;
         self
     }
+
+    /// Forgets a deleted release: its metric series, its pending own writes, its failure
+    /// count. Memory follows the releases that exist.
+    pub fn forget(&self, release: &ObjectRef<BlueGreenRelease>) {
+        self.metrics.forget_release(
+            release.namespace.as_deref().unwrap_or_default(),
+            &release.name,
+        );
+        self.own_writes.forget(release);
+        self.failures.lock().expect("failures lock").remove(release);
+    }
+
+    /// How many releases have per-release bookkeeping (for tests: it must shrink as
+    /// releases go).
+    pub fn tracked_releases(&self) -> usize {
+        self.failures.lock().expect("failures lock").len() + self.own_writes.len()
+    }
 }
 
 /// How soon a reconcile that arrived before the caches were filled is tried again.
@@ -91,8 +108,8 @@ const UNTIL_SYNCED: Duration = Duration::from_millis(250);
 /// latest (the watch event that brings the write starts it sooner).
 const UNTIL_OWN_WRITE_SEEN: Duration = Duration::from_secs(1);
 
-fn key(release: &BlueGreenRelease) -> (String, String) {
-    (release.namespace().unwrap_or_default(), release.name_any())
+fn key(release: &BlueGreenRelease) -> ObjectRef<BlueGreenRelease> {
+    ObjectRef::from_obj(release)
 }
 
 /// Reconciles one release.
@@ -107,8 +124,7 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
         .ok_or(Error::MissingMetadata("metadata.namespace"))?;
     if release.meta().deletion_timestamp.is_some() {
         // Owned children go with the release (garbage collection); only forget it here.
-        ctx.metrics.forget_release(&namespace, &release.name_any());
-        ctx.own_writes.forget(&key(&release));
+        ctx.forget(&key(&release));
         return Ok(Requeue::await_change());
     }
     let behind = |what, cached: &str| !ctx.own_writes.caught_up(&key(&release), what, cached);
@@ -118,7 +134,7 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
         return Ok(Requeue::requeue(UNTIL_OWN_WRITE_SEEN));
     }
 
-    let (mut observed, logs_needed) = snapshot::observe(&release, &ctx.caches, Timestamp::now());
+    let (mut observed, logs_needed) = observe::observe(&release, &ctx.caches, Timestamp::now());
     let cached_service_version = observed
         .active_service
         .as_ref()
@@ -253,13 +269,13 @@ async fn fetch_uncached_service(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> Result<Option<world::ServiceView>> {
+) -> Result<Option<observe::ServiceView>> {
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
     let service = services
         .get_opt(name)
         .await
         .map_err(|e| Error::api(format!("get Service {name}"), e))?;
-    Ok(service.as_ref().map(world::service_view))
+    Ok(service.as_ref().map(observe::service_view))
 }
 
 /// Reads the last lines of each failed smoke test's pod log into its Job view.
@@ -462,7 +478,7 @@ impl Writer {
             .get(replica_set)
             .await
             .map_err(|e| Error::api(format!("get ReplicaSet {replica_set} before the flip"), e))?;
-        let view = world::replica_set_view(&fresh);
+        let view = observe::replica_set_view(&fresh);
         match view {
             Some(view) if view.available_at(replicas) => Ok(()),
             Some(view) => Err(Error::FlipGuard {

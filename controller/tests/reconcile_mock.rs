@@ -14,9 +14,9 @@ use bluegreen_controller::{
     error::Error,
     events::{EventPublisher, Reporter},
     metrics::Metrics,
+    observe::{self, Caches},
     plan,
     reconcile::{Context, error_policy, reconcile},
-    snapshot::{self, Caches},
 };
 use bluegreen_crd::{
     BlueGreenRelease, BlueGreenReleaseStatus, Color, Outcome, Phase, labels, revision::revision_of,
@@ -1236,8 +1236,7 @@ async fn an_unchanged_world_issues_no_writes() {
         stable_on_green(&["smoke"]).await,
     ] {
         // The premise: the stored status is exactly what the planner computes now.
-        let (observed, _) =
-            snapshot::observe(&cluster.release, &cluster.caches(), Timestamp::now());
+        let (observed, _) = observe::observe(&cluster.release, &cluster.caches(), Timestamp::now());
         let plan = plan::plan(&observed);
         assert!(plan.writes.is_empty());
         assert_eq!(Some(&plan.status), cluster.release.status.as_ref());
@@ -1358,6 +1357,25 @@ async fn a_conflict_on_the_flip_is_retried_quickly() {
         requeues_within(&requeue, Duration::from_secs(1)),
         "{requeue:?}"
     );
+}
+
+/// A release's bookkeeping (its failure count, its own writes not cached yet) goes with it:
+/// the controller's memory follows the releases that exist.
+#[tokio::test]
+async fn a_deleted_release_is_forgotten() {
+    let mut cluster = stable_on_blue(&[]).await;
+    cluster.set_image("registry.example/web:2.0");
+    let fail = |r: &Req| (r.method == "PATCH").then(|| conflict("anything"));
+    let failed = reconcile_with(&cluster, &fail).await;
+    let error = failed.result.as_ref().expect_err("the write failed");
+    error_policy(Arc::new(cluster.release.clone()), error, failed.ctx.clone());
+    assert!(failed.ctx.tracked_releases() > 0, "the failure is counted");
+    failed
+        .ctx
+        .forget(&kube::runtime::reflector::ObjectRef::from_obj(
+            &cluster.release,
+        ));
+    assert_eq!(failed.ctx.tracked_releases(), 0);
 }
 
 /// Invariant 1: the flip re-reads the ReplicaSet; if it is no longer fully available (the

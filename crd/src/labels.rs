@@ -16,6 +16,15 @@ pub const SMOKE_TEST: &str = "bluegreen.dev/smoke-test";
 /// Which Service role (`active` or `preview`) a Service plays.
 pub const SERVICE_ROLE: &str = "bluegreen.dev/service-role";
 
+/// On ReplicaSets: the human-facing version, so the version of a color can be recovered
+/// from the world after a restart.
+pub const VERSION_ANNOTATION: &str = "bluegreen.dev/version";
+/// On smoke-test Jobs: the rollout (its id, `RolloutStatus::id`) they belong to.
+pub const ROLLOUT_ANNOTATION: &str = "bluegreen.dev/rollout";
+
+/// Kubernetes' label on an EndpointSlice naming its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
 /// Manual action verb (`promote`, `abort`, `retry`, `rollback`).
 pub const ACTION: &str = "bluegreen.dev/action";
 /// Unique id of a manual action; each id is consumed exactly once.

@@ -6,6 +6,7 @@
 
 pub mod crd;
 pub mod labels;
+pub mod names;
 pub mod revision;
 pub mod rollout;
 pub mod spec;

@@ -135,6 +135,16 @@ impl RolloutStatus {
         }
     }
 
+    /// The identity stamped on the rollout's smoke-test Jobs (`labels::ROLLOUT_ANNOTATION`):
+    /// its start, and the test round after the first, so that a Job of an earlier attempt at
+    /// the same revision, or of a voided round, never counts for this one.
+    pub fn id(&self) -> String {
+        match self.test_round {
+            0 => self.started_at.0.to_string(),
+            round => format!("{}/{round}", self.started_at.0),
+        }
+    }
+
     pub fn is_rollback(&self) -> bool {
         matches!(self.kind, RolloutKind::Rollback { .. })
     }

@@ -364,10 +364,7 @@ impl BlueGreenRelease {
     /// Name of the preview Service.
     pub fn preview_service_name(&self) -> String {
         self.spec.service.preview_name.clone().unwrap_or_else(|| {
-            format!(
-                "{}-preview",
-                self.metadata.name.as_deref().unwrap_or_default()
-            )
+            crate::names::default_preview_service(self.metadata.name.as_deref().unwrap_or_default())
         })
     }
 }

@@ -39,10 +39,7 @@ fn join(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-const MAX_NAME: usize = 63;
-/// Job names are `<release>-<test>-<revision[:8]>` and Job names are limited to 63.
-const MAX_RELEASE_PLUS_TEST: usize = MAX_NAME - 2 - 8;
-const MAX_RELEASE_NAME: usize = 55;
+use crate::names::{MAX_NAME, MAX_RELEASE_NAME, MAX_RELEASE_PLUS_TEST};
 const MAX_SMOKE_TESTS: usize = 16;
 const MAX_SMOKE_TEST_NAME: usize = 40;
 const MAX_PORTS: usize = 32;

@@ -21,9 +21,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 
 use super::testkit::{Sim, release};
-use super::{Occurrence, Plan, Write, rollout_id};
+use super::{Occurrence, Plan, Write};
 use crate::desired;
-use crate::world::{self, JobState, ServiceView};
+use crate::observe::{self, JobState, ServiceView};
 
 const IMAGES: [&str; 3] = ["web:1", "web:2", "web:3"];
 const TESTS: [&str; 2] = ["smoke", "load"];
@@ -332,7 +332,7 @@ impl Harness {
         let recorded = stored.active_color.zip(stored.active_revision.clone());
         let flipped = plan.writes.iter().any(|a| match a {
             Write::Flip { service, .. } => {
-                let target = world::service_view(service).target();
+                let target = observe::service_view(service).target();
                 target.as_ref() != live_before && target != recorded
             }
             _ => false,
@@ -773,7 +773,7 @@ fn check_write(
                     "invariant 1: flip towards a missing ReplicaSet {replica_set}"
                 )));
             };
-            let target = world::service_view(service).target();
+            let target = observe::service_view(service).target();
             check!(
                 target == Some((rs.color, rs.revision.clone())),
                 "the flip selects {target:?}, not its ReplicaSet {}/{}",
@@ -802,12 +802,12 @@ fn check_write(
             let rollback = ledger.promoted.contains(revision) && !spec.retest_on_rollback;
             if !rollback && !spec.smoke_tests.is_empty() {
                 let rollout = stored.rollout.as_ref().filter(|r| &r.revision == revision);
-                let passed = rollout
-                    .is_some_and(|r| ledger.tested.contains(&(revision.clone(), rollout_id(r))));
+                let passed =
+                    rollout.is_some_and(|r| ledger.tested.contains(&(revision.clone(), r.id())));
                 check!(
                     passed,
                     "invariant 3: flip to revision {revision} (rollout {:?}) whose smoke tests did not all succeed: {:?}",
-                    rollout.map(rollout_id),
+                    rollout.map(RolloutStatus::id),
                     sim.jobs
                 );
             }
@@ -834,7 +834,7 @@ fn check_write(
             );
         }
         Write::ApplyReplicaSet(rs) => {
-            let color = world::replica_set_view(rs).map(|v| v.color);
+            let color = observe::replica_set_view(rs).map(|v| v.color);
             check!(
                 active_rs.is_none_or(|a| Some(a.color) != color),
                 "invariant 2: the active ReplicaSet is re-applied"
@@ -862,15 +862,14 @@ fn check_write(
         }
         Write::CreateJob(job) => {
             // Invariant 6: Jobs carry the identity of a rollout already in the stored status.
-            let view = world::job_view(job).expect("a smoke-test Job");
+            let view = observe::job_view(job).expect("a smoke-test Job");
             let recorded = stored.rollout.as_ref();
             check!(
-                recorded
-                    .is_some_and(|r| rollout_id(r) == view.rollout && r.revision == view.revision),
+                recorded.is_some_and(|r| r.id() == view.rollout && r.revision == view.revision),
                 "Job {} created for rollout {} but the stored rollout is {:?}",
                 view.name,
                 view.rollout,
-                recorded.map(|r| (rollout_id(r), &r.revision))
+                recorded.map(|r| (r.id(), &r.revision))
             );
         }
         Write::DeleteService { name, .. } | Write::ReleaseService { name } => {
@@ -893,7 +892,7 @@ fn check_flips_finish_promotions(plan: &Plan, repairs: &[Option<&(Color, String)
         .writes
         .iter()
         .filter_map(|a| match a {
-            Write::Flip { service, .. } => Some(world::service_view(service).target()),
+            Write::Flip { service, .. } => Some(observe::service_view(service).target()),
             _ => None,
         })
         .collect();
@@ -954,13 +953,12 @@ fn creations(plan: &Plan, in_flight: Option<&RolloutStatus>) -> BTreeSet<String>
             Write::ApplyReplicaSet(rs)
             | Write::ReplaceReplicaSet {
                 replica_set: rs, ..
-            } => world::replica_set_view(rs)
+            } => observe::replica_set_view(rs)
                 .filter(|v| !ours(v.color, &v.revision))
                 .map(|v| format!("ReplicaSet {} {}", v.name, v.revision)),
-            Write::CreateJob(job) => world::job_view(job)
+            Write::CreateJob(job) => observe::job_view(job)
                 .filter(|j| {
-                    !in_flight
-                        .is_some_and(|r| rollout_id(r) == j.rollout && r.revision == j.revision)
+                    !in_flight.is_some_and(|r| r.id() == j.rollout && r.revision == j.revision)
                 })
                 .map(|j| format!("Job {}", j.name)),
             _ => None,
@@ -969,7 +967,7 @@ fn creations(plan: &Plan, in_flight: Option<&RolloutStatus>) -> BTreeSet<String>
 }
 
 fn rollout_key(r: &RolloutStatus) -> (String, String) {
-    (r.revision.clone(), rollout_id(r))
+    (r.revision.clone(), r.id())
 }
 
 /// A rollout whatever its test round: its revision and start.

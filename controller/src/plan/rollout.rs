@@ -24,7 +24,7 @@ use kube::ResourceExt;
 use super::smoke_tests::{TestsOutcome, skipped_tests};
 use super::{ActiveRef, Planner, Write};
 use crate::desired;
-use crate::world::ReplicaSetView;
+use crate::observe::ReplicaSetView;
 
 /// Where a rollout stands after a step.
 pub(super) enum Step {
@@ -528,5 +528,5 @@ impl Planner<'_> {
 /// them apart (a crash right after such a supersede must not take the stored old rollout
 /// for the new one and create its Jobs before it is recorded).
 fn same_rollout(a: &RolloutStatus, b: &RolloutStatus) -> bool {
-    super::rollout_id(a) == super::rollout_id(b) && a.revision == b.revision && a.color == b.color
+    a.id() == b.id() && a.revision == b.revision && a.color == b.color
 }

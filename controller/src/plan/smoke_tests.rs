@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use bluegreen_crd::{Phase, RolloutStatus, SmokeTest, SmokeTestPhase, SmokeTestStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{Occurrence, Planner, Write, rollout_id};
+use super::{Occurrence, Planner, Write};
 use crate::desired;
-use crate::world::{JobState, JobView};
+use crate::observe::{JobState, JobView};
 
 /// How the smoke tests of a rollout stand.
 pub(super) enum TestsOutcome {
@@ -58,7 +58,7 @@ impl Planner<'_> {
             .and_then(|s| s.ports)
             .unwrap_or_default();
         let round = Round {
-            id: rollout_id(r),
+            id: r.id(),
             url: desired::preview_url(self.release, &preview_ports),
             now: self.now(),
             // A failed rollout starts no more tests: they would outlive it (its cancellation
@@ -207,7 +207,7 @@ impl Planner<'_> {
 
     /// A smoke-test Job of this rollout has failed.
     pub(super) fn has_failed_job(&self, r: &RolloutStatus) -> bool {
-        let id = rollout_id(r);
+        let id = r.id();
         self.obs.jobs.iter().any(|j| {
             j.rollout == id
                 && j.revision == r.revision

@@ -202,7 +202,7 @@ impl Planner<'_> {
     /// This plan applies the ReplicaSet of `color` at `revision`.
     fn recreates_replica_set(&self, color: bluegreen_crd::Color, revision: &str) -> bool {
         self.writes.iter().any(|action| match action {
-            Write::ApplyReplicaSet(rs) => crate::world::replica_set_view(rs)
+            Write::ApplyReplicaSet(rs) => crate::observe::replica_set_view(rs)
                 .is_some_and(|view| view.color == color && view.revision == revision),
             _ => false,
         })

@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::Write;
 use super::testkit::{Sim, release};
-use crate::world::ServiceView;
+use crate::observe::ServiceView;
 
 fn phase(sim: &Sim) -> Phase {
     sim.status().phase.expect("phase set")
@@ -72,7 +72,7 @@ fn a_deleted_active_replica_set_is_recreated_at_once_and_the_release_is_not_read
 
     let plan = sim.reconcile();
     let recreated = plan.writes.iter().find_map(|a| match a {
-        Write::ApplyReplicaSet(rs) => crate::world::replica_set_view(rs),
+        Write::ApplyReplicaSet(rs) => crate::observe::replica_set_view(rs),
         _ => None,
     });
     let recreated = recreated.unwrap_or_else(|| panic!("no recreate: {:?}", describe(&plan)));
@@ -493,7 +493,7 @@ fn a_replicas_change_mid_testing_resizes_the_active_color_and_does_not_rerun_the
     assert_eq!(phase(&sim), Phase::Stable);
     assert_eq!(sim.jobs, {
         let mut passed = job;
-        passed.state = crate::world::JobState::Succeeded;
+        passed.state = crate::observe::JobState::Succeeded;
         passed.finished_at = sim.jobs[0].finished_at;
         vec![passed]
     });

@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::{Plan, Write, plan};
-use crate::world::{
+use crate::observe::{
     self, EndpointView, JobState, JobView, Observed, PodView, ReplicaSetView, ServiceView,
 };
 
@@ -182,7 +182,7 @@ impl Sim {
     pub fn apply(&mut self, action: &Write) {
         match action {
             Write::ApplyReplicaSet(rs) => {
-                let mut view = world::replica_set_view(rs).expect("planned RS is a color view");
+                let mut view = observe::replica_set_view(rs).expect("planned RS is a color view");
                 match self.replica_sets.get(&view.color) {
                     Some(existing) => {
                         assert_eq!(
@@ -207,7 +207,7 @@ impl Sim {
                 replica_set,
             } => {
                 let mut view =
-                    world::replica_set_view(replica_set).expect("planned RS is a color view");
+                    observe::replica_set_view(replica_set).expect("planned RS is a color view");
                 let existing = self
                     .replica_sets
                     .get(&view.color)
@@ -230,10 +230,10 @@ impl Sim {
                 rs.available = rs.available.min(*replicas);
             }
             Write::ApplyPreviewService(svc) => {
-                self.preview_service = Some(world::service_view(svc));
+                self.preview_service = Some(observe::service_view(svc));
             }
             Write::Flip { service, .. } => {
-                let mut wanted = world::service_view(service);
+                let mut wanted = observe::service_view(service);
                 // Server-side apply makes the controller's field manager own what it set.
                 wanted.selector_writer = Some(labels::FIELD_MANAGER.into());
                 match &mut self.active_service {
@@ -250,7 +250,7 @@ impl Sim {
                 }
             }
             Write::CreateJob(job) => {
-                let mut view = world::job_view(job).expect("planned Job is a smoke test");
+                let mut view = observe::job_view(job).expect("planned Job is a smoke test");
                 assert!(
                     self.jobs.iter().all(|j| j.name != view.name),
                     "duplicate Job {}",

@@ -6,7 +6,7 @@ use bluegreen_crd::{ActionResult, Color, Outcome, Phase, PromotionMode, SmokeTes
 
 use super::Write;
 use super::testkit::{Sim, release};
-use crate::world::{JobState, ServiceView};
+use crate::observe::{JobState, ServiceView};
 
 fn phase(sim: &Sim) -> Phase {
     sim.status().phase.expect("phase set")
@@ -842,7 +842,7 @@ fn smoke_tests_wait_until_preview_endpoints_are_exactly_the_cold_pods() {
         .pods()
         .into_iter()
         .filter(|p| p.color == Some(Color::Blue))
-        .map(|p| crate::world::EndpointView {
+        .map(|p| crate::observe::EndpointView {
             pod: Some(p.name),
             ready: true,
         })

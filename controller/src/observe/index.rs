@@ -11,8 +11,12 @@ use std::{
     sync::RwLock,
 };
 
-use bluegreen_crd::labels;
-use kube::{Resource, ResourceExt, runtime::watcher};
+use bluegreen_crd::{BlueGreenRelease, labels};
+use kube::{
+    Resource, ResourceExt,
+    runtime::{reflector::ObjectRef, watcher},
+};
+use tokio::sync::watch;
 
 /// What the controller keeps of an object: the view the planner reads, not the object.
 pub trait Summarize: Resource {
@@ -22,7 +26,8 @@ pub trait Summarize: Resource {
     fn summarize(&self) -> Option<Self::Summary>;
 }
 
-type Key = (String, String);
+/// The release an object belongs to.
+type Key = ObjectRef<BlueGreenRelease>;
 
 /// Summaries grouped by (namespace, release), then by object name, and where each object
 /// is filed.
@@ -85,6 +90,9 @@ pub struct ReleaseIndex<K: Summarize> {
     /// A re-list in progress; swapped in when it completes, so a re-list never shows a
     /// half-empty world to a reconcile.
     relisting: RwLock<Option<Groups<K::Summary>>>,
+    /// True once the first full list is in: before that, a missing object may merely not
+    /// have been listed yet.
+    ready: watch::Sender<bool>,
 }
 
 impl<K: Summarize> Default for ReleaseIndex<K> {
@@ -92,55 +100,60 @@ impl<K: Summarize> Default for ReleaseIndex<K> {
         ReleaseIndex {
             objects: RwLock::new(Groups::default()),
             relisting: RwLock::new(None),
+            ready: watch::Sender::new(false),
         }
     }
 }
 
+/// The release an object is labelled for, in the object's namespace.
 fn key_of<K: Resource>(obj: &K) -> Option<Key> {
-    let release = obj.labels().get(labels::RELEASE)?.clone();
-    Some((obj.namespace().unwrap_or_default(), release))
+    let release = obj.labels().get(labels::RELEASE)?;
+    Some(ObjectRef::new(release).within(&obj.namespace().unwrap_or_default()))
 }
 
 impl<K: Summarize> ReleaseIndex<K> {
-    /// Applies one watcher event. Returns true when a (re-)list just completed.
-    pub fn apply(&self, event: &watcher::Event<K>) -> bool {
+    /// Applies one watcher event.
+    pub fn apply(&self, event: &watcher::Event<K>) {
         match event {
             watcher::Event::Apply(obj) => {
                 let mut objects = self.objects.write().expect("cache lock");
                 file(&mut objects, obj);
-                false
             }
             watcher::Event::Delete(obj) => {
                 let namespace = obj.namespace().unwrap_or_default();
                 let mut objects = self.objects.write().expect("cache lock");
                 objects.remove(&namespace, &obj.name_any());
-                false
             }
             watcher::Event::Init => {
                 *self.relisting.write().expect("cache lock") = Some(Groups::default());
-                false
             }
             watcher::Event::InitApply(obj) => {
                 if let Some(buffer) = self.relisting.write().expect("cache lock").as_mut() {
                     file(buffer, obj);
                 }
-                false
             }
             watcher::Event::InitDone => {
                 if let Some(buffer) = self.relisting.write().expect("cache lock").take() {
                     *self.objects.write().expect("cache lock") = buffer;
                 }
-                true
+                self.ready.send_replace(true);
             }
         }
     }
 
+    /// Resolves once the first full list is in (at once after that).
+    pub async fn wait_until_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        // The sender lives as long as `self`: the wait ends only with readiness.
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
     /// The summaries of one release's objects.
-    pub fn of_release(&self, namespace: &str, release: &str) -> Vec<K::Summary> {
+    pub fn of_release(&self, release: &ObjectRef<BlueGreenRelease>) -> Vec<K::Summary> {
         let objects = self.objects.read().expect("cache lock");
         objects
             .by_release
-            .get(&(namespace.to_string(), release.to_string()))
+            .get(release)
             .map(|group| group.values().cloned().collect())
             .unwrap_or_default()
     }
@@ -178,9 +191,13 @@ mod tests {
         .unwrap()
     }
 
+    fn of(namespace: &str, release: &str) -> ObjectRef<BlueGreenRelease> {
+        ObjectRef::new(release).within(namespace)
+    }
+
     fn names(index: &ReleaseIndex<ReplicaSet>, release: &str) -> Vec<String> {
         index
-            .of_release("ns", release)
+            .of_release(&of("ns", release))
             .into_iter()
             .map(|v| v.name)
             .collect()
@@ -195,7 +212,7 @@ mod tests {
         assert_eq!(names(&index, "a"), vec!["a-blue", "a-green"]);
         index.apply(&watcher::Event::Delete(rs("a-blue", "a")));
         assert_eq!(names(&index, "a"), vec!["a-green"]);
-        assert!(index.of_release("other", "a").is_empty());
+        assert!(index.of_release(&of("other", "a")).is_empty());
     }
 
     #[test]
@@ -209,8 +226,21 @@ mod tests {
             vec!["gone"],
             "old view until the list is done"
         );
-        assert!(index.apply(&watcher::Event::InitDone));
+        index.apply(&watcher::Event::InitDone);
         assert_eq!(names(&index, "a"), vec!["kept"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_once_the_first_list_is_in() {
+        let index = ReleaseIndex::<ReplicaSet>::default();
+        let wait =
+            tokio::time::timeout(std::time::Duration::from_secs(1), index.wait_until_ready());
+        assert!(wait.await.is_err(), "not ready before any list");
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitDone);
+        index.wait_until_ready().await;
+        index.apply(&watcher::Event::Init);
+        index.wait_until_ready().await; // a re-list keeps it ready (the old view serves)
     }
 
     #[test]
@@ -218,7 +248,7 @@ mod tests {
         let index = ReleaseIndex::default();
         index.apply(&watcher::Event::Apply(rs("x", "a")));
         index.apply(&watcher::Event::Apply(rs("x", "b")));
-        assert!(index.of_release("ns", "a").is_empty());
+        assert!(index.of_release(&of("ns", "a")).is_empty());
         assert_eq!(index.len(), 1);
     }
 
@@ -232,7 +262,7 @@ mod tests {
         unlabelled.metadata.labels = None;
         index.apply(&watcher::Event::Delete(unlabelled));
         assert!(index.is_empty());
-        assert!(index.of_release("ns", "a").is_empty());
+        assert!(index.of_release(&of("ns", "a")).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use bluegreen_crd::{BlueGreenRelease, Color, ConditionType, labels};
 
-use crate::cache::Summarize;
+use super::index::Summarize;
 use k8s_openapi::{
     api::{
         apps::v1::ReplicaSet,
@@ -19,11 +19,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 
-/// Annotation on ReplicaSets carrying the human-facing version, so the version of a color
-/// can be recovered from the world after a restart.
-pub const VERSION_ANNOTATION: &str = "bluegreen.dev/version";
-/// Annotation on smoke-test Jobs naming the rollout (its start time) they belong to.
-pub const ROLLOUT_ANNOTATION: &str = "bluegreen.dev/rollout";
+pub use bluegreen_crd::labels::{ROLLOUT_ANNOTATION, SERVICE_NAME_LABEL, VERSION_ANNOTATION};
 
 /// Everything the planner may look at for one release.
 #[derive(Clone, Debug)]
@@ -214,9 +210,6 @@ pub struct SliceSummary {
     pub service: String,
     pub endpoints: Vec<EndpointView>,
 }
-
-/// The label the EndpointSlice controller puts on every slice of a Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 impl Summarize for ReplicaSet {
     type Summary = ReplicaSetView;

@@ -1,6 +1,6 @@
 //! Builds the planner's [`Observed`] world for one release from the caches (reads only).
 
-use bluegreen_crd::{BlueGreenRelease, SmokeTestPhase};
+use bluegreen_crd::{BlueGreenRelease, RolloutStatus, SmokeTestPhase};
 use k8s_openapi::{
     api::{
         apps::v1::ReplicaSet,
@@ -10,11 +10,11 @@ use k8s_openapi::{
     },
     jiff::Timestamp,
 };
-use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 
-use crate::cache::ReleaseIndex;
-use crate::plan::{rollout_id, whole_seconds};
-use crate::world::{JobState, Observed, PodSummary};
+use super::index::ReleaseIndex;
+use super::views::whole_seconds;
+use super::views::{JobState, Observed, PodSummary};
 
 /// Watch-fed caches of every kind of child a release has.
 #[derive(Default)]
@@ -26,6 +26,19 @@ pub struct Caches {
     pub jobs: ReleaseIndex<Job>,
 }
 
+impl Caches {
+    /// Resolves once every index has its first full list.
+    pub async fn wait_until_ready(&self) {
+        futures::join!(
+            self.replica_sets.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.endpoint_slices.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.jobs.wait_until_ready(),
+        );
+    }
+}
+
 /// The world of one release, as the caches hold it. Failed smoke-test Jobs that still need
 /// their log tail are listed in the second value (pod name per Job name).
 pub fn observe(
@@ -33,9 +46,8 @@ pub fn observe(
     caches: &Caches,
     now: Timestamp,
 ) -> (Observed, Vec<(String, String)>) {
-    let namespace = release.namespace().unwrap_or_default();
-    let name = release.name_any();
-    let services = caches.services.of_release(&namespace, &name);
+    let key = ObjectRef::from_obj(release);
+    let services = caches.services.of_release(&key);
     let find_service = |wanted: &str| services.iter().find(|s| s.name == wanted).cloned();
     let active_service = find_service(&release.spec.service.name);
     let preview_name = release.preview_service_name();
@@ -47,16 +59,16 @@ pub fn observe(
         .collect();
     let preview_endpoints = caches
         .endpoint_slices
-        .of_release(&namespace, &name)
+        .of_release(&key)
         .into_iter()
         .filter(|slice| slice.service == preview_name)
         .flat_map(|slice| slice.endpoints)
         .collect();
-    let pods = caches.pods.of_release(&namespace, &name);
+    let pods = caches.pods.of_release(&key);
 
-    let mut jobs = caches.jobs.of_release(&namespace, &name);
+    let mut jobs = caches.jobs.of_release(&key);
     let status = release.status.clone().unwrap_or_default();
-    let current_rollout = status.rollout.as_ref().map(rollout_id);
+    let current_rollout = status.rollout.as_ref().map(RolloutStatus::id);
     let mut logs_needed = Vec::new();
     for job in &mut jobs {
         let already_recorded = status
@@ -75,7 +87,7 @@ pub fn observe(
 
     let observed = Observed {
         release: release.clone(),
-        replica_sets: caches.replica_sets.of_release(&namespace, &name),
+        replica_sets: caches.replica_sets.of_release(&key),
         active_service,
         preview_service,
         former_services,
