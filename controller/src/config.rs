@@ -3,8 +3,6 @@
 //! Every flag can also come from the environment so that the Helm chart can set it with
 //! `env:` and the downward API (pod name and namespace) without templating arguments.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 
@@ -100,11 +98,8 @@ fn hostname() -> Option<String> {
         .filter(|name| !name.is_empty())
 }
 
-/// `RandomState` is seeded from the OS's randomness, which is all an identity needs.
 fn random_identity() -> String {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    format!("bluegreen-controller-{:016x}", hasher.finish())
+    format!("bluegreen-controller-{}", uuid::Uuid::new_v4().simple())
 }
 
 #[cfg(test)]
@@ -121,12 +116,30 @@ mod tests {
     #[test]
     fn defaults_match_the_chart_and_design() {
         let config = parse(&[]).expect("no flags is valid");
+        let values: serde_json::Value = serde_saphyr::from_str(include_str!(
+            "../../charts/bluegreen-controller/values.yaml"
+        ))
+        .expect("the chart's values.yaml parses");
         // Only the flags whose variables the test environment cannot have set.
-        assert_eq!(config.concurrency.get(), 16);
-        assert_eq!(config.metrics_addr, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(config.log_level, "info");
-        assert_eq!(config.log_format, LogFormat::Json);
-        assert!(!config.leader_election);
+        assert_eq!(
+            config.concurrency.get() as u64,
+            values["concurrency"].as_u64().unwrap()
+        );
+        assert_eq!(
+            u64::from(config.metrics_addr.port()),
+            values["metrics"]["port"].as_u64().unwrap()
+        );
+        assert!(config.metrics_addr.ip().is_unspecified());
+        assert_eq!(config.log_level, values["logLevel"].as_str().unwrap());
+        let format = LogFormat::from_str(values["logFormat"].as_str().unwrap(), false).unwrap();
+        assert_eq!(config.log_format, format);
+        assert_eq!(
+            config.leader_election,
+            values["leaderElection"]["enabled"].as_bool().unwrap()
+        );
+        // The chart passes its full name when `leaderElection.leaseName` is empty; the
+        // binary's own default is that full name for a release named like the chart.
+        assert_eq!(values["leaderElection"]["leaseName"], "");
         assert_eq!(config.lease_name, "bluegreen-controller");
         assert!(!config.identity.is_empty());
     }

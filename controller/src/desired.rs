@@ -44,11 +44,7 @@ pub fn color_labels(
 
 /// The label selector string of one color at one revision (for `status.selector`).
 pub fn selector_string(selector: &BTreeMap<String, String>) -> String {
-    selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    kube::core::Selector::from_iter(selector.clone()).to_string()
 }
 
 fn owner(release: &BlueGreenRelease) -> OwnerReference {

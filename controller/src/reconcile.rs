@@ -14,6 +14,7 @@ use std::{
 };
 
 use bluegreen_crd::{BlueGreenRelease, BlueGreenReleaseStatus, labels};
+use json_patch::{PatchOperation, RemoveOperation, TestOperation, jsonptr::PointerBuf};
 use k8s_openapi::{
     api::{
         apps::v1::ReplicaSet,
@@ -29,7 +30,7 @@ use kube::{
     },
     runtime::{controller::Action as Requeue, reflector::ObjectRef},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{debug, info, instrument, warn};
 
 use crate::{
@@ -532,28 +533,29 @@ impl Writer {
         let api: Api<BlueGreenRelease> = self.api();
         let name = release.name_any();
         let annotations = release.annotations();
-        let escape = |key: &str| {
-            format!(
-                "/metadata/annotations/{}",
-                key.replace('~', "~0").replace('/', "~1")
-            )
+        let path = |key: &str| PointerBuf::from_tokens(["metadata", "annotations", key]);
+        let test = |key: &str, value: Option<&String>| {
+            PatchOperation::Test(TestOperation {
+                path: path(key),
+                value: value.map_or(Value::Null, |v| Value::from(v.as_str())),
+            })
         };
+        let remove = |key: &str| PatchOperation::Remove(RemoveOperation { path: path(key) });
         let mut ops = Vec::new();
         match annotations.get(labels::ACTION_ID) {
             Some(id) => {
                 if consumed_id.is_some_and(|c| c != id) {
                     return Ok(None);
                 }
-                ops.push(json!({"op": "test", "path": escape(labels::ACTION_ID), "value": id}));
-                ops.push(json!({"op": "remove", "path": escape(labels::ACTION_ID)}));
+                ops.push(test(labels::ACTION_ID, Some(id)));
+                ops.push(remove(labels::ACTION_ID));
             }
-            None => ops.push(json!({"op": "test", "path": escape(labels::ACTION), "value": annotations.get(labels::ACTION)})),
+            None => ops.push(test(labels::ACTION, annotations.get(labels::ACTION))),
         }
         if annotations.contains_key(labels::ACTION) {
-            ops.push(json!({"op": "remove", "path": escape(labels::ACTION)}));
+            ops.push(remove(labels::ACTION));
         }
-        let patch: json_patch::Patch =
-            serde_json::from_value(serde_json::Value::Array(ops)).expect("well-formed JSON patch");
+        let patch = json_patch::Patch(ops);
         match api
             .patch(&name, &Self::update_params(), &Patch::<()>::Json(patch))
             .await

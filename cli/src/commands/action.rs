@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bluegreen_crd::{ActionResult, BlueGreenRelease, labels};
 use futures::StreamExt;
+use json_patch::{AddOperation, PatchOperation, TestOperation, jsonptr::PointerBuf};
 use kube::{
     api::{Patch, PatchParams},
     runtime::{WatchStreamExt, watcher},
@@ -99,25 +100,27 @@ fn new_id() -> String {
 }
 
 /// The JSON patch: test the generation read, then add both annotations.
-fn patch_body(release: &BlueGreenRelease, verb: Verb, id: &str) -> Value {
+fn patch_body(release: &BlueGreenRelease, verb: Verb, id: &str) -> json_patch::Patch {
     let generation = release.metadata.generation.unwrap_or(0);
-    let mut ops = vec![json!({"op": "test", "path": "/metadata/generation", "value": generation})];
+    let mut ops = vec![PatchOperation::Test(TestOperation {
+        path: PointerBuf::from_tokens(["metadata", "generation"]),
+        value: json!(generation),
+    })];
+    let add = |tokens: &[&str], value: Value| {
+        PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(tokens.iter().copied()),
+            value,
+        })
+    };
     if release.metadata.annotations.is_some() {
         for (key, value) in [(labels::ACTION, verb.as_str()), (labels::ACTION_ID, id)] {
-            let path = format!(
-                "/metadata/annotations/{}",
-                key.replace('~', "~0").replace('/', "~1")
-            );
-            ops.push(json!({"op": "add", "path": path, "value": value}));
+            ops.push(add(&["metadata", "annotations", key], json!(value)));
         }
     } else {
-        ops.push(json!({
-            "op": "add",
-            "path": "/metadata/annotations",
-            "value": {labels::ACTION: verb.as_str(), labels::ACTION_ID: id}
-        }));
+        let both = json!({labels::ACTION: verb.as_str(), labels::ACTION_ID: id});
+        ops.push(add(&["metadata", "annotations"], both));
     }
-    Value::Array(ops)
+    json_patch::Patch(ops)
 }
 
 async fn send(
@@ -127,8 +130,7 @@ async fn send(
     id: &str,
 ) -> Result<(), CliError> {
     let name = current.metadata.name.clone().unwrap_or_default();
-    let body: json_patch::Patch =
-        serde_json::from_value(patch_body(current, verb, id)).expect("a well-formed JSON patch");
+    let body = patch_body(current, verb, id);
     let api = release::api(cluster);
     let params = PatchParams::default();
     match api.patch(&name, &params, &Patch::<()>::Json(body)).await {
@@ -252,11 +254,12 @@ mod tests {
 
     #[test]
     fn the_patch_tests_the_generation_and_keeps_other_annotations() {
-        let body = patch_body(
+        let body = serde_json::to_value(patch_body(
             &release(Some(json!({"team": "shop"}))),
             Verb::Promote,
             "id-1",
-        );
+        ))
+        .unwrap();
         assert_eq!(
             body,
             json!([
@@ -265,7 +268,7 @@ mod tests {
                 {"op": "add", "path": "/metadata/annotations/bluegreen.dev~1action-id", "value": "id-1"}
             ])
         );
-        let body = patch_body(&release(None), Verb::Abort, "id-2");
+        let body = serde_json::to_value(patch_body(&release(None), Verb::Abort, "id-2")).unwrap();
         assert_eq!(
             body[1],
             json!({"op": "add", "path": "/metadata/annotations", "value": {"bluegreen.dev/action": "abort", "bluegreen.dev/action-id": "id-2"}})

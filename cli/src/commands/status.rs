@@ -9,6 +9,7 @@ use k8s_openapi::api::{apps::v1::ReplicaSet, events::v1::Event};
 use kube::{
     Api,
     api::ListParams,
+    core::Selector,
     runtime::{WatchStreamExt, watcher},
 };
 
@@ -52,10 +53,15 @@ async fn events(cluster: &Cluster, name: &str) -> Vec<Event> {
         .unwrap_or_default()
 }
 
+/// The release's objects: those labelled with its name.
+fn of_release(name: &str) -> Selector {
+    Selector::from_iter([(labels::RELEASE.to_string(), name.to_string())])
+}
+
 /// The release's ReplicaSets (best effort: the view only loses its pod counts without them).
 async fn replica_sets(cluster: &Cluster, name: &str) -> Vec<ReplicaSet> {
     let api: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let params = ListParams::default().labels(&format!("{}={name}", labels::RELEASE));
+    let params = ListParams::default().labels_from(&of_release(name));
     api.list(&params).await.map(|l| l.items).unwrap_or_default()
 }
 
@@ -73,7 +79,7 @@ async fn watch(
         .default_backoff()
         .boxed();
     let rs_api: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let rs_config = watcher::Config::default().labels(&format!("{}={name}", labels::RELEASE));
+    let rs_config = watcher::Config::default().labels_from(&of_release(&name));
     let mut rs_events: BoxStream<'_, _> = watcher::watcher(rs_api, rs_config)
         .default_backoff()
         .boxed();

@@ -3,7 +3,7 @@
 //! Every object the controller creates or adopts carries `bluegreen.dev/release=<name>`
 //! (DESIGN §3), and every watch is filtered on that label: memory grows with the releases,
 //! not with the cluster. Only the planner's view of each object is kept (a ReplicaSet's
-//! counts, not its pod template), and views are grouped by (namespace, release) so that
+//! counts, not its pod template), and views are grouped by release (its namespace and name) so that
 //! building one release's snapshot costs only its own objects, even with 10,000 releases.
 
 use std::{
@@ -29,7 +29,7 @@ pub trait Summarize: Resource {
 /// The release an object belongs to.
 type Key = ObjectRef<BlueGreenRelease>;
 
-/// Summaries grouped by (namespace, release), then by object name, and where each object
+/// Summaries grouped by release, then by object name, and where each object
 /// is filed.
 struct Groups<V> {
     by_release: HashMap<Key, BTreeMap<String, V>>,
@@ -84,7 +84,7 @@ impl<V> Groups<V> {
     }
 }
 
-/// Summaries of one kind of object, by (namespace, release), then by name.
+/// Summaries of one kind of object, by release, then by name.
 pub struct ReleaseIndex<K: Summarize> {
     objects: RwLock<Groups<K::Summary>>,
     /// A re-list in progress; swapped in when it completes, so a re-list never shows a
