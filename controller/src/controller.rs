@@ -118,28 +118,18 @@ pub async fn run(
         readiness.clone(),
     );
     let releases = release_stream(&client, namespace, writer, context.clone());
+    let replica_sets = child_stream(&client, namespace, &caches, |c| &c.replica_sets);
+    let services = child_stream(&client, namespace, &caches, |c| &c.services);
+    let endpoint_slices = child_stream(&client, namespace, &caches, |c| &c.endpoint_slices);
+    let pods = child_stream(&client, namespace, &caches, |c| &c.pods);
+    let jobs = child_stream(&client, namespace, &caches, |c| &c.jobs);
     let controller = Controller::for_stream(releases, store)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-        .watches_stream(
-            child_stream(&client, namespace, &caches, |c| &c.replica_sets),
-            release_of,
-        )
-        .watches_stream(
-            child_stream(&client, namespace, &caches, |c| &c.services),
-            release_of,
-        )
-        .watches_stream(
-            child_stream(&client, namespace, &caches, |c| &c.endpoint_slices),
-            release_of,
-        )
-        .watches_stream(
-            child_stream(&client, namespace, &caches, |c| &c.pods),
-            release_of,
-        )
-        .watches_stream(
-            child_stream(&client, namespace, &caches, |c| &c.jobs),
-            release_of,
-        )
+        .watches_stream(replica_sets, release_of)
+        .watches_stream(services, release_of)
+        .watches_stream(endpoint_slices, release_of)
+        .watches_stream(pods, release_of)
+        .watches_stream(jobs, release_of)
         .graceful_shutdown_on(shutdown);
     info!(
         namespace = namespace.unwrap_or("<all>"),

@@ -64,6 +64,26 @@ pub struct Metrics {
     tracked: Mutex<HashMap<ReleaseKey, TrackedRelease>>,
 }
 
+/// A collector, registered (the names and labels are constants: a failure is a bug).
+fn registered<C>(registry: &Registry, collector: prometheus::Result<C>) -> C
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    let collector = collector.expect(VALID_METRIC);
+    registry
+        .register(Box::new(collector.clone()))
+        .expect(VALID_METRIC);
+    collector
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -75,111 +95,80 @@ impl Metrics {
     /// so dashboards and `rate()` see a series before the first event.
     pub fn new() -> Self {
         let registry = Registry::new();
-
-        let reconcile_total = IntCounterVec::new(
-            Opts::new("bluegreen_reconcile_total", "Reconciliations by result."),
-            &["result"],
+        let r = &registry;
+        let reconcile_duration = HistogramOpts::new(
+            "bluegreen_reconcile_duration_seconds",
+            "Time spent in one reconciliation.",
         )
-        .expect(VALID_METRIC);
-        let reconcile_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "bluegreen_reconcile_duration_seconds",
-                "Time spent in one reconciliation.",
-            )
-            .buckets(RECONCILE_BUCKETS.to_vec()),
+        .buckets(RECONCILE_BUCKETS.to_vec());
+        let rollout_duration = HistogramOpts::new(
+            "bluegreen_rollout_duration_seconds",
+            "Time from the start of a rollout to its end, by outcome.",
         )
-        .expect(VALID_METRIC);
-        let reconcile_errors = IntCounterVec::new(
-            Opts::new(
+        .buckets(ROLLOUT_BUCKETS.to_vec());
+        let metrics = Metrics {
+            reconcile_total: counter_vec(
+                r,
+                "bluegreen_reconcile_total",
+                "Reconciliations by result.",
+                &["result"],
+            ),
+            reconcile_duration: registered(r, Histogram::with_opts(reconcile_duration)),
+            reconcile_errors: counter_vec(
+                r,
                 "bluegreen_reconcile_errors_total",
                 "Failed reconciliations by error kind.",
+                &["error"],
             ),
-            &["error"],
-        )
-        .expect(VALID_METRIC);
-        let releases_by_phase = IntGaugeVec::new(
-            Opts::new(
+            releases_by_phase: gauge_vec(
+                r,
                 "bluegreen_releases",
                 "Releases known to the controller by phase.",
+                &["phase"],
             ),
-            &["phase"],
-        )
-        .expect(VALID_METRIC);
-        let rollout_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "bluegreen_rollout_duration_seconds",
-                "Time from the start of a rollout to its end, by outcome.",
-            )
-            .buckets(ROLLOUT_BUCKETS.to_vec()),
-            &["outcome"],
-        )
-        .expect(VALID_METRIC);
-        let flips = IntCounter::new(
-            "bluegreen_flips_total",
-            "Writes that switched an active Service to another color.",
-        )
-        .expect(VALID_METRIC);
-        let rollbacks = IntCounter::new(
-            "bluegreen_rollbacks_total",
-            "Rollbacks to the warm previous color.",
-        )
-        .expect(VALID_METRIC);
-        let smoke_tests = IntCounterVec::new(
-            Opts::new(
+            rollout_duration: registered(r, HistogramVec::new(rollout_duration, &["outcome"])),
+            flips: registered(
+                r,
+                IntCounter::new(
+                    "bluegreen_flips_total",
+                    "Writes that switched an active Service to another color.",
+                ),
+            ),
+            rollbacks: registered(
+                r,
+                IntCounter::new(
+                    "bluegreen_rollbacks_total",
+                    "Rollbacks to the warm previous color.",
+                ),
+            ),
+            smoke_tests: counter_vec(
+                r,
                 "bluegreen_smoke_tests_total",
                 "Finished smoke-test Jobs by result.",
+                &["result"],
             ),
-            &["result"],
-        )
-        .expect(VALID_METRIC);
-        let release_info = IntGaugeVec::new(
-            Opts::new(
+            release_info: gauge_vec(
+                r,
                 "bluegreen_release_info",
                 "1 per release, labelled with its active color and version (release markers).",
+                &["namespace", "release", "color", "version"],
             ),
-            &["namespace", "release", "color", "version"],
-        )
-        .expect(VALID_METRIC);
-
-        for collector in [
-            Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(reconcile_duration.clone()),
-            Box::new(reconcile_errors.clone()),
-            Box::new(releases_by_phase.clone()),
-            Box::new(rollout_duration.clone()),
-            Box::new(flips.clone()),
-            Box::new(rollbacks.clone()),
-            Box::new(smoke_tests.clone()),
-            Box::new(release_info.clone()),
-        ] {
-            registry.register(collector).expect(VALID_METRIC);
-        }
-
+            tracked: Mutex::new(HashMap::new()),
+            registry,
+        };
         for result in [RESULT_OK, RESULT_ERROR] {
-            reconcile_total.with_label_values(&[result]);
+            metrics.reconcile_total.with_label_values(&[result]);
         }
         for phase in Phase::VARIANTS {
-            releases_by_phase
+            metrics
+                .releases_by_phase
                 .with_label_values(&[phase.as_str()])
                 .set(0);
         }
         for result in [SMOKE_SUCCEEDED, SMOKE_FAILED] {
-            smoke_tests.with_label_values(&[result]);
+            metrics.smoke_tests.with_label_values(&[result]);
         }
-
-        Metrics {
-            registry,
-            reconcile_total,
-            reconcile_duration,
-            reconcile_errors,
-            releases_by_phase,
-            rollout_duration,
-            flips,
-            rollbacks,
-            smoke_tests,
-            release_info,
-            tracked: Mutex::new(HashMap::new()),
-        }
+        metrics
     }
 
     /// Starts timing one reconciliation; the duration is observed when the guard is dropped,

@@ -422,13 +422,8 @@ impl<'a> Planner<'a> {
     /// write was lost.
     fn record_finished_tests(&mut self, rollout: &RolloutStatus) {
         if rollout.skips_tests() {
-            let names = self
-                .release
-                .spec
-                .smoke_tests
-                .iter()
-                .map(|t| t.name.as_str());
-            self.status.smoke_tests = smoke_tests::skipped_tests(names, true);
+            let tests = &self.release.spec.smoke_tests;
+            self.status.smoke_tests = smoke_tests::skipped_tests(tests, true);
             return;
         }
         let id = rollout.id();

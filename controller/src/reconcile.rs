@@ -128,36 +128,19 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
         ctx.forget(&key(&release));
         return Ok(Requeue::await_change());
     }
-    let behind = |what, cached: &str| !ctx.own_writes.caught_up(&key(&release), what, cached);
     let cached_version = release.resource_version().unwrap_or_default();
-    if behind(Written::Release, &cached_version) {
+    if !ctx
+        .own_writes
+        .caught_up(&key(&release), Written::Release, &cached_version)
+    {
         debug!("the cached release does not show the last status write yet; waiting for it");
         return Ok(Requeue::requeue(UNTIL_OWN_WRITE_SEEN));
     }
-
-    let (mut observed, logs_needed) = observe::observe(&release, &ctx.caches, Timestamp::now());
-    let cached_service_version = observed
-        .active_service
-        .as_ref()
-        .map(|s| s.resource_version.clone())
-        .unwrap_or_default();
-    if behind(Written::ActiveService, &cached_service_version) {
+    let Some((observed, cached_service)) = observe_release(&release, &ctx, &namespace).await?
+    else {
         debug!("the cached active Service does not show the last flip yet; waiting for it");
         return Ok(Requeue::requeue(UNTIL_OWN_WRITE_SEEN));
-    }
-    fetch_log_tails(&ctx.client, &namespace, &mut observed.jobs, &logs_needed).await;
-    // The caches hold only Services labelled for this release. A Service the spec names that
-    // is not among them is read directly: a user's Service not adopted yet (the flip labels
-    // it), or one another release claims, which the planner must see to leave it alone.
-    if observed.active_service.is_none() {
-        observed.active_service =
-            fetch_uncached_service(&ctx.client, &namespace, &release.spec.service.name).await?;
-    }
-    if observed.preview_service.is_none() {
-        observed.preview_service =
-            fetch_uncached_service(&ctx.client, &namespace, &release.preview_service_name())
-                .await?;
-    }
+    };
     let plan = plan::plan(&observed);
     // The revision being rolled out, else the live one: what a log reader looks for.
     let revision = plan
@@ -167,40 +150,11 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
         .map(|r| r.revision.as_str())
         .or(plan.status.active_revision.as_deref());
     tracing::Span::current().record("revision", revision.unwrap_or_default());
-    let writer = Writer {
-        client: ctx.client.clone(),
-        namespace: namespace.clone(),
+    let cached = CachedVersions {
+        release: cached_version,
+        active_service: cached_service,
     };
-    for action in &plan.writes {
-        debug!(action = %action.describe(), "writing");
-        if let Some(flipped) = writer.execute(action).await? {
-            ctx.own_writes.record(
-                key(&release),
-                Written::ActiveService,
-                &cached_service_version,
-                &flipped,
-            );
-        }
-    }
-    let mut stored_version = None;
-    let status_changed = release.status.as_ref() != Some(&plan.status);
-    if status_changed {
-        stored_version = writer.patch_status(&release, &plan.status).await?;
-    }
-    if plan.consume_request {
-        let consumed = writer
-            .consume_request(
-                &release,
-                plan.status.last_action.as_ref().map(|a| a.id.as_str()),
-            )
-            .await?;
-        stored_version = consumed.or(stored_version);
-    }
-    if let Some(stored) = stored_version {
-        ctx.own_writes
-            .record(key(&release), Written::Release, &cached_version, &stored);
-    }
-
+    write_plan(&ctx, &release, &namespace, &plan, &cached).await?;
     report(&ctx, &release, &plan).await;
     ctx.failures
         .lock()
@@ -211,6 +165,91 @@ pub async fn reconcile(release: Arc<BlueGreenRelease>, ctx: Arc<Context>) -> Res
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })
+}
+
+/// The resourceVersions a plan was made from: its own writes are waited for against them.
+struct CachedVersions {
+    release: String,
+    active_service: String,
+}
+
+fn service_version(observed: &observe::Observed) -> String {
+    observed
+        .active_service
+        .as_ref()
+        .map(|s| s.resource_version.clone())
+        .unwrap_or_default()
+}
+
+/// The release's world for the planner: the caches, the log tails of failed tests, and the
+/// Services the spec names that the caches do not hold; with the resourceVersion of the
+/// active Service as cached ("" when the cache does not hold it). `None` while the cached
+/// active Service does not show the controller's last flip yet.
+async fn observe_release(
+    release: &BlueGreenRelease,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Option<(observe::Observed, String)>> {
+    let (mut observed, logs_needed) = observe::observe(release, &ctx.caches, Timestamp::now());
+    let cached_service = service_version(&observed);
+    if !ctx
+        .own_writes
+        .caught_up(&key(release), Written::ActiveService, &cached_service)
+    {
+        return Ok(None);
+    }
+    fetch_log_tails(&ctx.client, namespace, &mut observed.jobs, &logs_needed).await;
+    // The caches hold only Services labelled for this release. A Service the spec names that
+    // is not among them is read directly: a user's Service not adopted yet (the flip labels
+    // it), or one another release claims, which the planner must see to leave it alone.
+    if observed.active_service.is_none() {
+        observed.active_service =
+            fetch_uncached_service(&ctx.client, namespace, &release.spec.service.name).await?;
+    }
+    if observed.preview_service.is_none() {
+        observed.preview_service =
+            fetch_uncached_service(&ctx.client, namespace, &release.preview_service_name()).await?;
+    }
+    Ok(Some((observed, cached_service)))
+}
+
+/// The plan's writes in order, then the status patch (only when it changed), then — only
+/// after that status is stored — the consumed request's annotations; each write the caches
+/// must show before the next plan is recorded as the release's own.
+async fn write_plan(
+    ctx: &Context,
+    release: &BlueGreenRelease,
+    namespace: &str,
+    plan: &Plan,
+    cached: &CachedVersions,
+) -> Result<()> {
+    let writer = Writer {
+        client: ctx.client.clone(),
+        namespace: namespace.to_string(),
+    };
+    for write in &plan.writes {
+        debug!(write = %write.describe(), "writing");
+        if let Some(flipped) = writer.execute(write).await? {
+            let key = key(release);
+            let what = Written::ActiveService;
+            ctx.own_writes
+                .record(key, what, &cached.active_service, &flipped);
+        }
+    }
+    let mut stored_version = None;
+    if release.status.as_ref() != Some(&plan.status) {
+        stored_version = writer.patch_status(release, &plan.status).await?;
+    }
+    if plan.consume_request {
+        let consumed_id = plan.status.last_action.as_ref().map(|a| a.id.as_str());
+        let consumed = writer.consume_request(release, consumed_id).await?;
+        stored_version = consumed.or(stored_version);
+    }
+    if let Some(stored) = stored_version {
+        ctx.own_writes
+            .record(key(release), Written::Release, &cached.release, &stored);
+    }
+    Ok(())
 }
 
 /// Decides when to retry a failed reconcile.
@@ -333,39 +372,20 @@ impl Writer {
 
     /// Executes one action. Returns the resourceVersion the active Service was left at when
     /// the action was the flip: the write the next reconcile must find in the cache.
-    pub async fn execute(&self, action: &Write) -> Result<Option<String>> {
-        let written: Result<()> = match action {
-            Write::ApplyReplicaSet(rs) => self.apply(rs.as_ref()).await.map(drop),
+    pub async fn execute(&self, write: &Write) -> Result<Option<String>> {
+        match write {
+            Write::ApplyReplicaSet(rs) => self.apply(rs.as_ref()).await.map(drop)?,
             Write::ReplaceReplicaSet {
                 old_uid,
                 replica_set,
             } => {
-                let api: Api<ReplicaSet> = self.api();
                 let name = replica_set.name_any();
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(old_uid.clone()),
-                        resource_version: None,
-                    }),
-                    propagation_policy: Some(PropagationPolicy::Background),
-                    ..DeleteParams::default()
-                };
-                ignore_not_found(api.delete(&name, &params).await.map(|_| ()))
-                    .map_err(|e| Error::api(format!("delete ReplicaSet {name}"), e))?;
-                self.apply(replica_set.as_ref()).await.map(drop)
+                self.delete::<ReplicaSet>(&name, old_uid, "ReplicaSet")
+                    .await?;
+                self.apply(replica_set.as_ref()).await.map(drop)?
             }
-            Write::ScaleReplicaSet { name, replicas } => {
-                let api: Api<ReplicaSet> = self.api();
-                api.patch_scale(
-                    name,
-                    &Self::update_params(),
-                    &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-                )
-                .await
-                .map_err(|e| Error::api(format!("scale ReplicaSet {name} to {replicas}"), e))?;
-                Ok(())
-            }
-            Write::ApplyPreviewService(svc) => self.apply(svc.as_ref()).await.map(drop),
+            Write::ScaleReplicaSet { name, replicas } => self.scale(name, *replicas).await?,
+            Write::ApplyPreviewService(svc) => self.apply(svc.as_ref()).await.map(drop)?,
             Write::Flip {
                 service,
                 replica_set,
@@ -381,71 +401,84 @@ impl Writer {
                 );
                 return Ok(Some(stored));
             }
-            Write::CreateJob(job) => {
-                let api: Api<Job> = self.api();
-                let params = PostParams {
-                    field_manager: Some(labels::FIELD_MANAGER.into()),
-                    ..PostParams::default()
-                };
-                match api.create(&params, job).await {
-                    Ok(_) => Ok(()),
-                    // Created by a reconcile that died before recording it: same Job, fine.
-                    Err(kube::Error::Api(status))
-                        if status.code == 409 && status.reason == "AlreadyExists" =>
-                    {
-                        Ok(())
-                    }
-                    Err(e) => Err(Error::api(format!("create Job {}", job.name_any()), e)),
-                }
-            }
-            Write::DeleteJob { name, uid } => {
-                let api: Api<Job> = self.api();
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(uid.clone()),
-                        resource_version: None,
-                    }),
-                    propagation_policy: Some(PropagationPolicy::Background),
-                    ..DeleteParams::default()
-                };
-                ignore_not_found(api.delete(name, &params).await.map(|_| ()))
-                    .map_err(|e| Error::api(format!("delete Job {name}"), e))
-            }
+            Write::CreateJob(job) => self.create_job(job).await?,
+            Write::DeleteJob { name, uid } => self.delete::<Job>(name, uid, "Job").await?,
             Write::DeleteService { name, uid } => {
-                let api: Api<Service> = self.api();
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(uid.clone()),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                ignore_not_found(api.delete(name, &params).await.map(|_| ()))
-                    .map_err(|e| Error::api(format!("delete Service {name}"), e))
+                self.delete::<Service>(name, uid, "Service").await?
             }
-            Write::ReleaseService { name } => {
-                // Removes our selector keys and label, and only those. Not an empty apply:
-                // the selector is an atomic map that the controller's apply owns whole
-                // (the user's keys with ours), so giving it up would remove the user's
-                // keys too.
-                let api: Api<Service> = self.api();
-                let ours = json!({
-                    "metadata": {"labels": {labels::RELEASE: null}},
-                    "spec": {"selector": {labels::COLOR: null, labels::REVISION: null, labels::RELEASE: null}}
-                });
-                let params = PatchParams {
-                    field_manager: Some(labels::FIELD_MANAGER.into()),
-                    ..PatchParams::default()
-                };
-                ignore_not_found(
-                    api.patch(name, &params, &Patch::Merge(ours))
-                        .await
-                        .map(|_| ()),
-                )
-                .map_err(|e| Error::api(format!("release Service {name}"), e))
-            }
+            Write::ReleaseService { name } => self.release_service(name).await?,
+        }
+        Ok(None)
+    }
+
+    /// Deletes an object unless it is gone already; `uid` as precondition, so a successor
+    /// under the same name is never deleted. Dependents go in the background.
+    async fn delete<K>(&self, name: &str, uid: &str, kind: &str) -> Result<()>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
         };
-        written.map(|()| None)
+        ignore_not_found(self.api::<K>().delete(name, &params).await.map(|_| ()))
+            .map_err(|e| Error::api(format!("delete {kind} {name}"), e))
+    }
+
+    /// Resizes a ReplicaSet through its scale subresource, template untouched.
+    async fn scale(&self, name: &str, replicas: i32) -> Result<()> {
+        let api: Api<ReplicaSet> = self.api();
+        let size = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+        api.patch_scale(name, &Self::update_params(), &size)
+            .await
+            .map_err(|e| Error::api(format!("scale ReplicaSet {name} to {replicas}"), e))?;
+        Ok(())
+    }
+
+    async fn create_job(&self, job: &Job) -> Result<()> {
+        let api: Api<Job> = self.api();
+        let params = PostParams {
+            field_manager: Some(labels::FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        match api.create(&params, job).await {
+            Ok(_) => Ok(()),
+            // Created by a reconcile that died before recording it: same Job, fine.
+            Err(kube::Error::Api(status))
+                if status.code == 409 && status.reason == "AlreadyExists" =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::api(format!("create Job {}", job.name_any()), e)),
+        }
+    }
+
+    /// Removes our selector keys and label from a user's Service, and only those. Not an
+    /// empty apply: the selector is an atomic map that the controller's apply owns whole
+    /// (the user's keys with ours), so giving it up would remove the user's keys too.
+    async fn release_service(&self, name: &str) -> Result<()> {
+        let api: Api<Service> = self.api();
+        let ours = json!({
+            "metadata": {"labels": {labels::RELEASE: null}},
+            "spec": {"selector": {labels::COLOR: null, labels::REVISION: null, labels::RELEASE: null}}
+        });
+        let params = PatchParams {
+            field_manager: Some(labels::FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        ignore_not_found(
+            api.patch(name, &params, &Patch::Merge(ours))
+                .await
+                .map(|_| ()),
+        )
+        .map_err(|e| Error::api(format!("release Service {name}"), e))
     }
 
     /// Server-side apply; returns the resourceVersion it stored.

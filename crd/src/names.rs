@@ -37,7 +37,9 @@ mod tests {
         let release = "r".repeat(MAX_RELEASE_NAME);
         assert_eq!(default_preview_service(&release).len(), MAX_NAME);
         assert!(replica_set(&release, Color::Green).len() <= MAX_NAME);
-        let test = "t".repeat(MAX_RELEASE_PLUS_TEST - release.len() - 1);
+        // Validation bounds the release and the test name together.
+        let release = "r".repeat(20);
+        let test = "t".repeat(MAX_RELEASE_PLUS_TEST - release.len());
         assert_eq!(
             smoke_test_job(&release, &test, "0123456789abcdef").len(),
             MAX_NAME

@@ -90,22 +90,9 @@ pub const CONSUMED_ACTION_IDS: usize = 20;
 // `Verifying` (analysis after the flip) is added with the analysis that produces it: the API
 // declares no phase the controller never enters.
 /// Release phase (DESIGN §4).
-#[derive(
-    JsonSchema,
-    Serialize,
-    Deserialize,
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    strum::Display,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "PascalCase")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
 pub enum Phase {
     Pending,
     Deploying,
@@ -126,23 +113,9 @@ impl Phase {
 }
 
 /// One of the two colors.
-#[derive(
-    JsonSchema,
-    Serialize,
-    Deserialize,
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    strum::Display,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
+#[derive(PartialOrd, Ord, strum::Display, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "lowercase")]
 pub enum Color {
     Blue,
@@ -211,18 +184,9 @@ pub struct SmokeTestStatus {
 }
 
 /// How a rollout ended.
-#[derive(
-    JsonSchema,
-    Serialize,
-    Deserialize,
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    strum::Display,
-    strum::IntoStaticStr,
-)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+#[derive(strum::Display, strum::IntoStaticStr)]
 pub enum Outcome {
     Promoted,
     Failed,

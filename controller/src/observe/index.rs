@@ -3,8 +3,9 @@
 //! Every object the controller creates or adopts carries `bluegreen.dev/release=<name>`
 //! (DESIGN §3), and every watch is filtered on that label: memory grows with the releases,
 //! not with the cluster. Only the planner's view of each object is kept (a ReplicaSet's
-//! counts, not its pod template), and views are grouped by release (its namespace and name) so that
-//! building one release's snapshot costs only its own objects, even with 10,000 releases.
+//! counts, not its pod template), and views are grouped by release (its namespace and name)
+//! so that building one release's snapshot costs only its own objects, even with 10,000
+//! releases.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -12,6 +13,10 @@ use std::{
 };
 
 use bluegreen_crd::{BlueGreenRelease, labels};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{
     Resource, ResourceExt,
     runtime::{reflector::ObjectRef, watcher},
@@ -168,6 +173,29 @@ impl<K: Summarize> ReleaseIndex<K> {
     }
 }
 
+/// Watch-fed caches of every kind of child a release has.
+#[derive(Default)]
+pub struct Caches {
+    pub replica_sets: ReleaseIndex<ReplicaSet>,
+    pub services: ReleaseIndex<Service>,
+    pub endpoint_slices: ReleaseIndex<EndpointSlice>,
+    pub pods: ReleaseIndex<Pod>,
+    pub jobs: ReleaseIndex<Job>,
+}
+
+impl Caches {
+    /// Resolves once every index has its first full list.
+    pub async fn wait_until_ready(&self) {
+        futures::join!(
+            self.replica_sets.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.endpoint_slices.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.jobs.wait_until_ready(),
+        );
+    }
+}
+
 /// Files an object under its release, or forgets it when it is no longer of interest (its
 /// release label or the parts the planner reads are gone).
 fn file<K: Summarize>(groups: &mut Groups<K::Summary>, obj: &K) {
@@ -182,7 +210,6 @@ fn file<K: Summarize>(groups: &mut Groups<K::Summary>, obj: &K) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::ReplicaSet;
     use serde_json::json;
 
     fn rs(name: &str, release: &str) -> ReplicaSet {

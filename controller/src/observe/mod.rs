@@ -12,8 +12,8 @@ pub mod index;
 pub mod snapshot;
 pub mod views;
 
-pub use index::{ReleaseIndex, Summarize};
-pub use snapshot::{Caches, observe};
+pub use index::{Caches, ReleaseIndex, Summarize};
+pub use snapshot::observe;
 pub use views::{
     EndpointView, JobState, JobView, Observed, PodSummary, PodView, ReplicaSetView, ServiceView,
     SliceSummary, endpoint_views, job_view, pod_view, replica_set_view, service_view,

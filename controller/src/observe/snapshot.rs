@@ -1,43 +1,11 @@
 //! Builds the planner's [`Observed`] world for one release from the caches (reads only).
 
 use bluegreen_crd::{BlueGreenRelease, RolloutStatus, SmokeTestPhase};
-use k8s_openapi::{
-    api::{
-        apps::v1::ReplicaSet,
-        batch::v1::Job,
-        core::v1::{Pod, Service},
-        discovery::v1::EndpointSlice,
-    },
-    jiff::Timestamp,
-};
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 
-use super::index::ReleaseIndex;
-use super::views::whole_seconds;
-use super::views::{JobState, Observed, PodSummary};
-
-/// Watch-fed caches of every kind of child a release has.
-#[derive(Default)]
-pub struct Caches {
-    pub replica_sets: ReleaseIndex<ReplicaSet>,
-    pub services: ReleaseIndex<Service>,
-    pub endpoint_slices: ReleaseIndex<EndpointSlice>,
-    pub pods: ReleaseIndex<Pod>,
-    pub jobs: ReleaseIndex<Job>,
-}
-
-impl Caches {
-    /// Resolves once every index has its first full list.
-    pub async fn wait_until_ready(&self) {
-        futures::join!(
-            self.replica_sets.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.endpoint_slices.wait_until_ready(),
-            self.pods.wait_until_ready(),
-            self.jobs.wait_until_ready(),
-        );
-    }
-}
+use super::index::Caches;
+use super::views::{JobState, Observed, PodSummary, whole_seconds};
 
 /// The world of one release, as the caches hold it. Failed smoke-test Jobs that still need
 /// their log tail are listed in the second value (pod name per Job name).

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use bluegreen_crd::{BlueGreenRelease, Color, ConditionType, labels};
 
+use kube::ResourceExt;
+
 use super::index::Summarize;
 use k8s_openapi::{
     api::{
@@ -16,6 +18,7 @@ use k8s_openapi::{
         core::v1::{Pod, Service},
         discovery::v1::EndpointSlice,
     },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
     jiff::Timestamp,
 };
 
@@ -211,6 +214,14 @@ pub struct SliceSummary {
     pub endpoints: Vec<EndpointView>,
 }
 
+/// An annotation's value, empty when it is not set.
+fn annotation(meta: &ObjectMeta, key: &str) -> String {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(key).cloned())
+        .unwrap_or_default()
+}
+
 impl Summarize for ReplicaSet {
     type Summary = ReplicaSetView;
     fn summarize(&self) -> Option<ReplicaSetView> {
@@ -228,15 +239,11 @@ impl Summarize for Service {
 impl Summarize for EndpointSlice {
     type Summary = SliceSummary;
     fn summarize(&self) -> Option<SliceSummary> {
-        let service = self
-            .metadata
-            .labels
-            .as_ref()?
-            .get(SERVICE_NAME_LABEL)?
-            .clone();
+        let service = self.labels().get(SERVICE_NAME_LABEL)?;
+        let endpoints = endpoint_views([self]);
         Some(SliceSummary {
-            service,
-            endpoints: endpoint_views([self]),
+            service: service.clone(),
+            endpoints,
         })
     }
 }
@@ -244,11 +251,9 @@ impl Summarize for EndpointSlice {
 impl Summarize for Pod {
     type Summary = PodSummary;
     fn summarize(&self) -> Option<PodSummary> {
-        let job_uid = self
-            .metadata
-            .owner_references
+        let owners = self.owner_references();
+        let job_uid = owners
             .iter()
-            .flatten()
             .find(|o| o.kind == "Job")
             .map(|o| o.uid.clone());
         Some(PodSummary {
@@ -278,11 +283,7 @@ pub fn replica_set_view(rs: &ReplicaSet) -> Option<ReplicaSetView> {
         uid: meta.uid.clone().unwrap_or_default(),
         color,
         revision,
-        version: meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(VERSION_ANNOTATION).cloned())
-            .unwrap_or_default(),
+        version: annotation(meta, VERSION_ANNOTATION),
         desired: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         current: status.map(|s| s.replicas).unwrap_or(0),
         ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
@@ -420,16 +421,12 @@ pub fn job_view(job: &Job) -> Option<JobView> {
         JobState::Running
     };
     Some(JobView {
-        name: meta.name.clone()?,
-        uid: meta.uid.clone().unwrap_or_default(),
+        state,
         test,
         revision,
-        rollout: meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ROLLOUT_ANNOTATION).cloned())
-            .unwrap_or_default(),
-        state,
+        rollout: annotation(meta, ROLLOUT_ANNOTATION),
+        name: meta.name.clone()?,
+        uid: meta.uid.clone().unwrap_or_default(),
         deleting: meta.deletion_timestamp.is_some(),
         log_tail: None,
         finished_at,

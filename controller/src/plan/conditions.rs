@@ -27,6 +27,19 @@ pub(super) fn update(p: &mut Planner<'_>) {
     }
     let message = p.status.message.clone().unwrap_or_default();
     let available = active_available(p);
+    kstatus_conditions(p, phase, &message, available);
+    detail_conditions(p, available);
+
+    // One Event per phase transition, unless this reconcile already explained it with an
+    // Event of the same reason (e.g. RolledBack, with the details of the flip).
+    let explained = p.events.iter().any(|e| e.reason == phase.as_str());
+    if p.before.phase != p.status.phase && !explained {
+        p.event(phase == Phase::Failed, phase.as_str(), message);
+    }
+}
+
+/// Ready, Reconciling and Stalled: what `kubectl wait`, Flux and Argo CD read.
+fn kstatus_conditions(p: &mut Planner<'_>, phase: Phase, message: &str, available: bool) {
     // A Stable release whose active color does not serve (its ReplicaSet deleted and being
     // recreated, pods lost) is being repaired, not ready.
     let repairing = phase == Phase::Stable && !available;
@@ -42,17 +55,18 @@ pub(super) fn update(p: &mut Planner<'_>) {
         (false, true) => "ActiveUnavailable",
         (false, false) => phase.as_str(),
     };
-    set(p, ConditionType::Ready, ready, ready_reason, &message);
+    set(p, ConditionType::Ready, ready, ready_reason, message);
+    let reconciling_reason = if repairing {
+        "ActiveUnavailable"
+    } else {
+        phase.as_str()
+    };
     set(
         p,
         ConditionType::Reconciling,
         in_flight,
-        if repairing {
-            "ActiveUnavailable"
-        } else {
-            phase.as_str()
-        },
-        &message,
+        reconciling_reason,
+        message,
     );
     match p.stall.clone() {
         Some(stall) => set(
@@ -70,7 +84,10 @@ pub(super) fn update(p: &mut Planner<'_>) {
             "the controller can make progress",
         ),
     }
+}
 
+/// Available, SmokeTestsPassed and Promoted: the details behind the verdict.
+fn detail_conditions(p: &mut Planner<'_>, available: bool) {
     let (reason, msg) = match (p.status.active_color, available) {
         (None, _) => ("NoActiveColor", "nothing is live yet".to_string()),
         (Some(color), true) => (
@@ -103,13 +120,6 @@ pub(super) fn update(p: &mut Planner<'_>) {
         if promoted { "Promoted" } else { "NotPromoted" },
         &msg,
     );
-
-    // One Event per phase transition, unless this reconcile already explained it with an
-    // Event of the same reason (e.g. RolledBack, with the details of the flip).
-    let explained = p.events.iter().any(|e| e.reason == phase.as_str());
-    if p.before.phase != p.status.phase && !explained {
-        p.event(phase == Phase::Failed, phase.as_str(), message);
-    }
 }
 
 /// The preview fields describe the cold color: the rollout's, else the warm standby's.

@@ -96,14 +96,10 @@ impl Planner<'_> {
     /// (killed after creating it) or that was superseded: treating it as a rollback would skip
     /// the preview stage and the promotion gate and record `RolledBack` (invariant 6).
     fn standby_is_warm_at(&self, color: Color, revision: &str) -> bool {
-        self.status
-            .standby
-            .as_ref()
-            .is_some_and(|s| s.color == color && s.revision == revision)
-            && self
-                .obs
-                .replica_set(color)
-                .is_some_and(|rs| rs.revision == revision && !rs.deleting)
+        let recorded = matches!(&self.status.standby,
+            Some(standby) if standby.color == color && standby.revision == revision);
+        let running = self.obs.replica_set(color);
+        recorded && running.is_some_and(|rs| rs.revision == revision && !rs.deleting)
     }
 
     /// The revision went live before, so it passed its smoke tests then.
@@ -222,13 +218,7 @@ impl Planner<'_> {
         if needs_tests {
             return Next::Enter(RolloutStage::Testing { available_at: now });
         }
-        let names = self
-            .release
-            .spec
-            .smoke_tests
-            .iter()
-            .map(|t| t.name.as_str());
-        self.status.smoke_tests = skipped_tests(names, r.skips_tests());
+        self.status.smoke_tests = skipped_tests(&self.release.spec.smoke_tests, r.skips_tests());
         Next::Enter(RolloutStage::Promoting {
             tests_passed_at: now,
             promote_requested: false,

@@ -299,16 +299,14 @@ pub(super) fn stored_or_pending(
 }
 
 /// The entries of tests a rollback skips (none when `skipped` is false).
-pub(super) fn skipped_tests<'a>(
-    names: impl Iterator<Item = &'a str>,
-    skipped: bool,
-) -> Vec<SmokeTestStatus> {
+pub(super) fn skipped_tests(tests: &[SmokeTest], skipped: bool) -> Vec<SmokeTestStatus> {
     if !skipped {
         return Vec::new();
     }
-    names
-        .map(|name| SmokeTestStatus {
-            name: name.into(),
+    tests
+        .iter()
+        .map(|test| SmokeTestStatus {
+            name: test.name.clone(),
             job: String::new(),
             phase: SmokeTestPhase::Skipped,
             started_at: None,
