@@ -42,31 +42,9 @@ const ACTIVE: &str = "web-active";
 const PREVIEW: &str = "web-preview";
 const FAILED_LOG: &str = "GET /health -> 503\nsmoke test failed: expected 200";
 
-/// A release like the planner tests' (`plan::testkit::release_json`).
+/// The release the planner tests use too (namespace `NS`, active Service `ACTIVE`).
 fn release(image: &str, tests: &[&str]) -> BlueGreenRelease {
-    let smoke: Vec<_> = tests
-        .iter()
-        .map(|name| json!({"name": name, "template": {"spec": {"containers": [{"name": "t", "image": "curl:8"}]}}}))
-        .collect();
-    serde_json::from_value(json!({
-        "apiVersion": "bluegreen.dev/v1alpha1",
-        "kind": "BlueGreenRelease",
-        "metadata": {"name": "web", "namespace": NS, "uid": "release-uid", "generation": 1},
-        "spec": {
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": image}]}
-            },
-            "replicas": 3,
-            "service": {"name": ACTIVE, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
-            "scaleDownDelaySeconds": 300,
-            "progressDeadlineSeconds": 600,
-            "revisionHistoryLimit": 10,
-            "promotion": {"mode": "Auto", "autoPromoteAfterSeconds": 0},
-            "smokeTests": smoke,
-        }
-    }))
-    .expect("test release parses")
+    bluegreen_crd::testing::TestRelease::web(image, tests).build()
 }
 
 // ---------------------------------------------------------------------------------------

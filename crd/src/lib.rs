@@ -11,6 +11,8 @@ pub mod revision;
 pub mod rollout;
 pub mod spec;
 pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
 
 pub use rollout::{RolloutKind, RolloutStage, RolloutStatus, StageName};

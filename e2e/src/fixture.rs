@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use bluegreen_crd::{BlueGreenRelease, BlueGreenReleaseStatus, Color, Phase, labels};
+use bluegreen_crd::{
+    BlueGreenRelease, BlueGreenReleaseStatus, Color, Phase, labels, testing::TestRelease,
+};
 use k8s_openapi::api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Service};
 use kube::{
     Api,
@@ -21,31 +23,23 @@ pub const RELEASE: &str = "shop";
 
 /// A release with instant pods and one smoke test whose exit code and log are scripted.
 pub fn release(image: &str, test_exit_code: i32) -> Value {
-    json!({
-        "apiVersion": "bluegreen.dev/v1alpha1",
-        "kind": "BlueGreenRelease",
-        "metadata": {"name": RELEASE},
-        "spec": {
-            "replicas": 2,
-            "template": {
-                "metadata": {"labels": {"app": "shop"}, "annotations": {"kubesim.dev/ready-after-ms": "20"}},
-                "spec": {"containers": [{"name": "shop", "image": image}]}
-            },
-            "service": {"name": "shop", "ports": [{"port": 80, "targetPort": 8080}]},
-            "scaleDownDelaySeconds": 300,
-            "smokeTests": [{
-                "name": "smoke",
-                "template": {
-                    "metadata": {"annotations": {
-                        "kubesim.dev/run-ms": "20",
-                        "kubesim.dev/exit-code": test_exit_code.to_string(),
-                        "kubesim.dev/log": "GET /checkout -> 500\nassertion failed: status == 200"
-                    }},
-                    "spec": {"containers": [{"name": "t", "image": "curl:8"}]}
-                }
-            }]
-        }
-    })
+    let exit_code = test_exit_code.to_string();
+    TestRelease::new(RELEASE, image)
+        .replicas(2)
+        .pod_annotation("kubesim.dev/ready-after-ms", "20")
+        .set("/spec/scaleDownDelaySeconds", json!(300))
+        .smoke_test_annotated(
+            "smoke",
+            &[
+                ("kubesim.dev/run-ms", "20"),
+                ("kubesim.dev/exit-code", &exit_code),
+                (
+                    "kubesim.dev/log",
+                    "GET /checkout -> 500\nassertion failed: status == 200",
+                ),
+            ],
+        )
+        .json()
 }
 
 pub struct Fixture {

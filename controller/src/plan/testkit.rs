@@ -3,9 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use bluegreen_crd::{BlueGreenRelease, Color, labels, revision::revision_of};
+use bluegreen_crd::{BlueGreenRelease, Color, labels, revision::revision_of, testing::TestRelease};
 use k8s_openapi::jiff::Timestamp;
-use serde_json::json;
 
 use super::{Plan, Write, plan};
 use crate::observe::{
@@ -14,32 +13,9 @@ use crate::observe::{
 
 pub const T0: i64 = 1_790_000_000;
 
-/// A release spec as JSON, with a smoke test unless `tests` is empty.
+/// The shared test release (`TestRelease::web`) as JSON, one smoke test per name.
 pub fn release_json(image: &str, tests: &[&str]) -> serde_json::Value {
-    let smoke: Vec<_> = tests
-        .iter()
-        .map(|name| {
-            json!({"name": name, "template": {"spec": {"containers": [{"name": "t", "image": "curl:8"}]}}})
-        })
-        .collect();
-    json!({
-        "apiVersion": "bluegreen.dev/v1alpha1",
-        "kind": "BlueGreenRelease",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "release-uid", "generation": 1},
-        "spec": {
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": image}]}
-            },
-            "replicas": 3,
-            "service": {"name": "web-active", "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
-            "scaleDownDelaySeconds": 300,
-            "progressDeadlineSeconds": 600,
-            "revisionHistoryLimit": 10,
-            "promotion": {"mode": "Auto", "autoPromoteAfterSeconds": 0},
-            "smokeTests": smoke,
-        }
-    })
+    TestRelease::web(image, tests).json()
 }
 
 pub fn release(image: &str, tests: &[&str]) -> BlueGreenRelease {
