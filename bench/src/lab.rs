@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
 use kube::{Api, Client, Config};
-use kubesim::registry::GroupResource;
+use kubesim::GroupResource;
 use serde_json::{Value, json};
 
 use super::BenchResult;

@@ -17,7 +17,7 @@ use bluegreen_crd::{BlueGreenRelease, BlueGreenReleaseSpec, labels, revision::re
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use kubesim::registry::GroupResource;
+use kubesim::GroupResource;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;

@@ -17,8 +17,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kubesim::cluster::Cluster;
-use kubesim::store::StoreEvent;
+use kubesim::Cluster;
+use kubesim::StoreEvent;
 use serde_json::Value;
 
 const RELEASE_LABEL: &str = "bluegreen.dev/release";

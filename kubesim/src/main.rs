@@ -77,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tls_cert,
             tls_key,
         } => {
-            let config = kubesim::kubelet::KubeletConfig {
+            let config = kubesim::KubeletConfig {
                 kubeconfig,
                 node_name,
                 addr,
@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 tls_key,
             };
             tokio::select! {
-                result = kubesim::kubelet::run(config) => Ok(result?),
+                result = kubesim::run_kubelet(config) => Ok(result?),
                 _ = stopped() => Ok(()),
             }
         }

@@ -9,13 +9,6 @@ pub fn now() -> String {
         .to_string()
 }
 
-/// MicroTime (`eventTime`, lease times).
-pub fn now_micro() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
-        .to_string()
-}
-
 pub fn parse_time(s: &str) -> Option<jiff::Timestamp> {
     s.parse().ok()
 }

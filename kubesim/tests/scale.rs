@@ -9,7 +9,7 @@ use common::client;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use kubesim::cluster::{Cluster, WriteOpts};
+use kubesim::{Cluster, WriteOpts};
 use serde_json::json;
 
 const OBJECTS: usize = 50_000;

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use kube::core::cel::{CompiledSchema, apply_defaults, compile_schema};
-use kubesim::error::Cause;
+use kubesim::Cause;
 use serde_json::Value;
 
 use crate::fixtures::schema_as_served;
@@ -48,7 +48,6 @@ pub fn admit(object: &Value) -> Admission {
     static COMPILED: OnceLock<CompiledSchema> = OnceLock::new();
     let compiled = COMPILED.get_or_init(|| compile_schema(&schema));
     let mut object = object.clone();
-    let mut causes = kubesim::schema::apply(&mut object, &schema, None).causes;
-    kubesim::cel::after_schema(compiled, &object, None, &mut causes);
+    let causes = kubesim::admit_custom_resource(&mut object, &schema, compiled);
     Admission { causes }
 }
