@@ -17,7 +17,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Config as ControllerConfig},
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, ObjectRef},
         watcher,
     },
 };
@@ -111,13 +111,8 @@ pub async fn run(
             .gated_on(caches_synced.clone()),
     );
     let (store, writer) = reflector::store();
-    spawn_ready_signal(
-        store.clone(),
-        caches.clone(),
-        caches_synced,
-        readiness.clone(),
-    );
-    let releases = release_stream(&client, namespace, writer, context.clone());
+    spawn_ready_signal(caches.clone(), caches_synced, readiness.clone());
+    let releases = release_stream(&client, namespace, writer, context.clone(), caches.clone());
     let replica_sets = child_stream(&client, namespace, &caches, |c| &c.replica_sets);
     let services = child_stream(&client, namespace, &caches, |c| &c.services);
     let endpoint_slices = child_stream(&client, namespace, &caches, |c| &c.endpoint_slices);
@@ -158,21 +153,12 @@ pub async fn run(
     Ok(())
 }
 
-/// Ready once the releases' store and every child index have their first full list: before
-/// that, a reconcile could see a half-empty world (and take a ReplicaSet not listed yet for
-/// a deleted one). `synced` opens the reconciles' gate; `readiness` answers `/readyz`.
-fn spawn_ready_signal(
-    store: Store<BlueGreenRelease>,
-    caches: Arc<Caches>,
-    synced: Arc<AtomicBool>,
-    readiness: Readiness,
-) {
+/// Ready once the releases' watch and every child index have their first full list: before
+/// that, a reconcile could see a half-empty world (and take a ReplicaSet not listed yet for a
+/// deleted one). `synced` opens the reconciles' gate; `readiness` answers `/readyz`.
+fn spawn_ready_signal(caches: Arc<Caches>, synced: Arc<AtomicBool>, readiness: Readiness) {
     tokio::spawn(async move {
-        let (releases, ()) =
-            future::join(store.wait_until_ready(), caches.wait_until_ready()).await;
-        if releases.is_err() {
-            return; // the releases' watch ended before its first list: the controller stopped
-        }
+        caches.wait_until_ready().await;
         info!("caches synced; ready");
         synced.store(true, Ordering::Release);
         readiness.set_ready(true);
@@ -187,6 +173,7 @@ fn release_stream(
     namespace: Option<&str>,
     writer: reflector::store::Writer<BlueGreenRelease>,
     context: Arc<Context>,
+    caches: Arc<Caches>,
 ) -> impl futures::Stream<Item = Result<BlueGreenRelease, watcher::Error>> + Send + 'static {
     watches::resilient(
         "BlueGreenRelease",
@@ -196,8 +183,10 @@ fn release_stream(
         ),
     )
     .map_ok(move |event| {
-        if let watcher::Event::Delete(release) = &event {
-            context.forget(&ObjectRef::from_obj(release));
+        match &event {
+            watcher::Event::Delete(release) => context.forget(&ObjectRef::from_obj(release)),
+            watcher::Event::InitDone => caches.releases_listed.mark(),
+            _ => {}
         }
         event.modify(drop_unread_metadata)
     })

@@ -10,7 +10,10 @@ use bluegreen_e2e::{
     eventually,
     fixture::{Fixture, TIMEOUT, release},
 };
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::{
+    ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,17 +482,25 @@ async fn concurrent_upgrades_run_each_smoke_test_once() {
                             .list(&Default::default())
                             .await
                             .map_err(|e| e.to_string())?;
-                        let stable = list
-                            .items
-                            .iter()
-                            .filter(|r| {
+                        let (stable, waiting): (Vec<_>, Vec<_>) =
+                            list.items.iter().partition(|r| {
                                 r.status.as_ref().is_some_and(|s| {
                                     s.phase == Some(Phase::Stable)
                                         && s.active_version.as_deref() == Some(version)
                                 })
+                            });
+                        if stable.len() == RELEASES {
+                            return Ok(Some(()));
+                        }
+                        // Said on a timeout: which releases are where.
+                        let waiting: Vec<String> = waiting
+                            .iter()
+                            .map(|r| {
+                                let s = r.status.clone().unwrap_or_default();
+                                format!("{}: {:?} {:?}", r.name_any(), s.phase, s.message)
                             })
-                            .count();
-                        Ok((stable == RELEASES).then_some(()))
+                            .collect();
+                        Err(format!("{} stable; {}", stable.len(), waiting.join("; ")))
                     }
                 },
             )

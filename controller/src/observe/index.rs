@@ -95,9 +95,30 @@ pub struct ReleaseIndex<K: Summarize> {
     /// A re-list in progress; swapped in when it completes, so a re-list never shows a
     /// half-empty world to a reconcile.
     relisting: RwLock<Option<Groups<K::Summary>>>,
-    /// True once the first full list is in: before that, a missing object may merely not
+    /// Set once the first full list is in: before that, a missing object may merely not
     /// have been listed yet.
-    ready: watch::Sender<bool>,
+    ready: FirstList,
+}
+
+/// A watch's own ready signal: set once it has delivered its first full list.
+///
+/// (The releases' reflector store has one too, `Store::wait_until_ready`, but kube-runtime's
+/// `Controller` already waits on it, and that signal wakes only one waiter: a second one,
+/// such as a readiness probe, may never wake.)
+#[derive(Default)]
+pub struct FirstList(watch::Sender<bool>);
+
+impl FirstList {
+    pub fn mark(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once marked (at once after that).
+    pub async fn wait(&self) {
+        let mut listed = self.0.subscribe();
+        // The sender lives as long as `self`: the wait ends only when marked.
+        let _ = listed.wait_for(|listed| *listed).await;
+    }
 }
 
 impl<K: Summarize> Default for ReleaseIndex<K> {
@@ -105,7 +126,7 @@ impl<K: Summarize> Default for ReleaseIndex<K> {
         ReleaseIndex {
             objects: RwLock::new(Groups::default()),
             relisting: RwLock::new(None),
-            ready: watch::Sender::new(false),
+            ready: FirstList::default(),
         }
     }
 }
@@ -141,16 +162,14 @@ impl<K: Summarize> ReleaseIndex<K> {
                 if let Some(buffer) = self.relisting.write().expect("cache lock").take() {
                     *self.objects.write().expect("cache lock") = buffer;
                 }
-                self.ready.send_replace(true);
+                self.ready.mark();
             }
         }
     }
 
     /// Resolves once the first full list is in (at once after that).
     pub async fn wait_until_ready(&self) {
-        let mut ready = self.ready.subscribe();
-        // The sender lives as long as `self`: the wait ends only with readiness.
-        let _ = ready.wait_for(|ready| *ready).await;
+        self.ready.wait().await;
     }
 
     /// The summaries of one release's objects.
@@ -176,6 +195,9 @@ impl<K: Summarize> ReleaseIndex<K> {
 /// Watch-fed caches of every kind of child a release has.
 #[derive(Default)]
 pub struct Caches {
+    /// The releases themselves live in kube-runtime's reflector store; this says when their
+    /// watch delivered its first full list.
+    pub releases_listed: FirstList,
     pub replica_sets: ReleaseIndex<ReplicaSet>,
     pub services: ReleaseIndex<Service>,
     pub endpoint_slices: ReleaseIndex<EndpointSlice>,
@@ -184,9 +206,10 @@ pub struct Caches {
 }
 
 impl Caches {
-    /// Resolves once every index has its first full list.
+    /// Resolves once the releases' watch and every index have their first full list.
     pub async fn wait_until_ready(&self) {
         futures::join!(
+            self.releases_listed.wait(),
             self.replica_sets.wait_until_ready(),
             self.services.wait_until_ready(),
             self.endpoint_slices.wait_until_ready(),
