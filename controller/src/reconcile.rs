@@ -96,8 +96,8 @@ impl Context {
         self.failures.lock().expect("failures lock").remove(release);
     }
 
-    /// How many releases have per-release bookkeeping (for tests: it must shrink as
-    /// releases go).
+    /// Entries of per-release bookkeeping: failure counts plus releases with an own write
+    /// pending (for tests: it must go to zero as releases go).
     pub fn tracked_releases(&self) -> usize {
         self.failures.lock().expect("failures lock").len() + self.own_writes.len()
     }
