@@ -22,7 +22,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 
-pub use bluegreen_crd::labels::{ROLLOUT_ANNOTATION, SERVICE_NAME_LABEL, VERSION_ANNOTATION};
+use bluegreen_crd::labels::{ROLLOUT_ANNOTATION, SERVICE_NAME_LABEL, VERSION_ANNOTATION};
 
 /// Everything the planner may look at for one release.
 #[derive(Clone, Debug)]
