@@ -418,7 +418,7 @@ impl Planner<'_> {
     /// The size of the cold color in the rollout's stage: its test size until the tests
     /// passed, full size after them and for a rollback throughout.
     fn stage_size(&self, r: &RolloutStatus) -> i32 {
-        if r.is_rollback() || r.stage.tests_passed_at().is_some() {
+        if serves_next(r) {
             self.release.spec.replicas
         } else {
             self.preview_size(r)
@@ -428,7 +428,7 @@ impl Planner<'_> {
     /// The phase shown while the cold color is resized or awaited: growing to serve
     /// (a rollback, or after the tests) is promoting; anything before the tests, deploying.
     fn waiting_phase(&self, r: &RolloutStatus) -> Phase {
-        if r.is_rollback() || r.stage.tests_passed_at().is_some() {
+        if serves_next(r) {
             Phase::Promoting
         } else {
             Phase::Deploying
@@ -511,6 +511,12 @@ impl Planner<'_> {
             .as_ref()
             .is_some_and(|b| same_rollout(b, r))
     }
+}
+
+/// The cold color is being readied to serve: a rollback throughout, any rollout once its
+/// tests passed. It is then at full size, and waiting for it is promoting.
+fn serves_next(r: &RolloutStatus) -> bool {
+    r.is_rollback() || r.stage.tests_passed_at().is_some()
 }
 
 /// The same rollout: a rollout's id is its start time, at second precision, so a rollout that
