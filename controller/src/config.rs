@@ -74,6 +74,11 @@ pub struct Config {
     /// This replica's identity as a Lease holder; in a pod, its own name.
     #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
     pub identity: String,
+
+    /// Prometheus for analysis (`http://prometheus.monitoring:9090`), used by releases whose
+    /// `spec.analysis.prometheus.address` is unset; empty: none.
+    #[arg(long, env = "BLUEGREEN_PROMETHEUS_ADDRESS", default_value = "")]
+    pub prometheus_address: String,
 }
 
 impl Config {

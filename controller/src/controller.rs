@@ -58,6 +58,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Reporter instance for Events (the pod name).
     pub identity: String,
+    /// Default Prometheus for analysis (`--prometheus-address`).
+    pub prometheus_address: Option<String>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -108,7 +110,8 @@ pub async fn run(
     let events = EventPublisher::new(client.clone(), reporter);
     let context = Arc::new(
         Context::new(client.clone(), caches.clone(), metrics, events)
-            .gated_on(caches_synced.clone()),
+            .gated_on(caches_synced.clone())
+            .with_prometheus(settings.prometheus_address.clone()),
     );
     let (store, writer) = reflector::store();
     spawn_ready_signal(caches.clone(), caches_synced, readiness.clone());

@@ -2,6 +2,7 @@
 //!
 //! `observe` holds what the watches brought and condenses one release's world into what the
 //! planner reads, `plan` decides (pure), `reconcile` writes (the only module that does),
+//! `prometheus` takes the analysis samples reconcile hands the planner,
 //! `desired` builds the objects to apply.
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod observe;
 pub mod own_writes;
 pub mod plan;
+pub mod prometheus;
 pub mod reconcile;
 pub mod telemetry;
 pub mod watches;

@@ -82,6 +82,7 @@ async fn run(config: Config) -> Result<(), String> {
         namespace: config.watch_namespace().map(str::to_string),
         concurrency: u16::try_from(config.concurrency.get()).unwrap_or(u16::MAX),
         identity: config.identity.clone(),
+        prometheus_address: Some(config.prometheus_address.clone()).filter(|a| !a.is_empty()),
     };
     if config.leader_election {
         // A follower is a healthy standby: ready, so that a rolling update of the

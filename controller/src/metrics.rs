@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use bluegreen_crd::{Color, Outcome, Phase};
+use bluegreen_crd::{AnalysisPhase, Color, Outcome, Phase};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -35,6 +35,8 @@ const RESULT_OK: &str = "ok";
 const RESULT_ERROR: &str = "error";
 const SMOKE_SUCCEEDED: &str = "succeeded";
 const SMOKE_FAILED: &str = "failed";
+/// The results of an analysis sample (the planner's verdict labels).
+const ANALYSIS_RESULTS: [&str; 3] = ["pass", "fail", "inconclusive"];
 
 /// Identifies a release across the per-release bookkeeping.
 type ReleaseKey = (String, String);
@@ -59,6 +61,7 @@ pub struct Metrics {
     flips: IntCounter,
     rollbacks: IntCounter,
     smoke_tests: IntCounterVec,
+    analysis_samples: IntCounterVec,
     release_info: IntGaugeVec,
     /// One lock for phase and info, so `forget_release` removes both consistently.
     tracked: Mutex<HashMap<ReleaseKey, TrackedRelease>>,
@@ -147,6 +150,12 @@ impl Metrics {
                 "Finished smoke-test Jobs by result.",
                 &["result"],
             ),
+            analysis_samples: counter_vec(
+                r,
+                "bluegreen_analysis_samples_total",
+                "Analysis samples by stage (PrePromotion, PostPromotion) and result (pass, fail, inconclusive).",
+                &["phase", "result"],
+            ),
             release_info: gauge_vec(
                 r,
                 "bluegreen_release_info",
@@ -156,19 +165,29 @@ impl Metrics {
             tracked: Mutex::new(HashMap::new()),
             registry,
         };
+        metrics.preinitialise();
+        metrics
+    }
+
+    /// Every bounded label value starts at 0.
+    fn preinitialise(&self) {
         for result in [RESULT_OK, RESULT_ERROR] {
-            metrics.reconcile_total.with_label_values(&[result]);
+            self.reconcile_total.with_label_values(&[result]);
         }
         for phase in Phase::VARIANTS {
-            metrics
-                .releases_by_phase
+            self.releases_by_phase
                 .with_label_values(&[phase.as_str()])
                 .set(0);
         }
         for result in [SMOKE_SUCCEEDED, SMOKE_FAILED] {
-            metrics.smoke_tests.with_label_values(&[result]);
+            self.smoke_tests.with_label_values(&[result]);
         }
-        metrics
+        for phase in [AnalysisPhase::PrePromotion, AnalysisPhase::PostPromotion] {
+            for result in ANALYSIS_RESULTS {
+                self.analysis_samples
+                    .with_label_values(&[phase.into(), result]);
+            }
+        }
     }
 
     /// Starts timing one reconciliation; the duration is observed when the guard is dropped,
@@ -270,6 +289,14 @@ impl Metrics {
             SMOKE_FAILED
         };
         self.smoke_tests.with_label_values(&[result]).inc();
+    }
+
+    /// One analysis sample, by stage and result (`pass`, `fail`, `inconclusive`).
+    pub fn analysis_sample(&self, phase: AnalysisPhase, result: &str) {
+        let phase: &'static str = phase.into();
+        self.analysis_samples
+            .with_label_values(&[phase, result])
+            .inc();
     }
 
     /// All metrics in the Prometheus text exposition format (version 0.0.4).
@@ -506,6 +533,7 @@ mod tests {
             "bluegreen_flips_total",
             "bluegreen_rollbacks_total",
             "bluegreen_smoke_tests_total",
+            "bluegreen_analysis_samples_total",
             "bluegreen_release_info",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");

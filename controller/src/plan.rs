@@ -43,6 +43,7 @@
 //! - nothing that depends on the clock is written unless a transition happens, so an
 //!   unchanged world plans no writes.
 
+mod analysis;
 mod conditions;
 mod requests;
 mod rollout;
@@ -50,6 +51,8 @@ mod services;
 mod smoke_tests;
 mod steady;
 
+#[cfg(test)]
+mod analysis_tests;
 #[cfg(test)]
 mod survival_tests;
 
@@ -147,6 +150,10 @@ pub enum Occurrence {
     RolledBack,
     RolloutFinished { outcome: Outcome, seconds: f64 },
     SmokeTest { succeeded: bool },
+    AnalysisSample {
+        phase: bluegreen_crd::AnalysisPhase,
+        result: &'static str,
+    },
 }
 
 /// What to do for one release, now.
@@ -323,7 +330,10 @@ impl<'a> Planner<'a> {
             self.held();
             return;
         }
-        if let Some(stall) = self.missing_service_ports() {
+        if let Some(stall) = self
+            .missing_service_ports()
+            .or_else(|| self.missing_prometheus())
+        {
             self.set_phase(Phase::Failed, stall.message.clone());
             self.stall = Some(stall);
             return;
@@ -354,6 +364,17 @@ impl<'a> Planner<'a> {
             });
         }
         None
+    }
+
+    /// Analysis needs a Prometheus: the spec's, or the controller's default. Checked before
+    /// a rollout starts, so that nothing is deployed for checks that could never pass.
+    fn missing_prometheus(&self) -> Option<Stall> {
+        let analysis = self.release.spec.analysis.as_ref()?;
+        let has_checks = analysis.pre_promotion.is_some() || analysis.post_promotion.is_some();
+        (has_checks && analysis.address().is_none() && !self.obs.default_prometheus).then(|| Stall {
+            reason: "InvalidSpec".into(),
+            message: "spec.analysis.prometheus.address: required because the controller has no default Prometheus (--prometheus-address, BLUEGREEN_PROMETHEUS_ADDRESS, chart value prometheus.address)".into(),
+        })
     }
 
     /// The active color as the status remembers it (already reconciled with the world).
@@ -452,7 +473,8 @@ impl<'a> Planner<'a> {
         self.status.smoke_tests = entries;
     }
 
-    /// Records a finished flip: history, the previous color becomes the warm standby.
+    /// Records a finished flip: the previous color becomes the warm standby; the rollout
+    /// is history, or goes on to be verified (post-promotion analysis) before it is.
     fn finish_promotion(&mut self, rollout: &RolloutStatus) {
         let now = self.now();
         let previous = self.active().filter(|a| a.color != rollout.color);
@@ -461,16 +483,32 @@ impl<'a> Planner<'a> {
         } else {
             Outcome::Promoted
         };
-        self.push_history(HistoryEntry {
-            revision: rollout.revision.clone(),
-            version: rollout.version.clone(),
-            color: rollout.color,
-            started_at: rollout.started_at.clone(),
-            promoted_at: Some(now.clone()),
-            finished_at: now.clone(),
-            outcome,
-            reason: rollout.reason.clone(),
-        });
+        let verifies = self.analyses(rollout, bluegreen_crd::AnalysisPhase::PostPromotion);
+        if verifies {
+            let mut verifying = rollout.clone();
+            verifying.stage = bluegreen_crd::RolloutStage::Verifying {
+                tests_passed_at: rollout.stage.tests_passed_at().cloned().unwrap_or(now.clone()),
+                promoted_at: now.clone(),
+            };
+            self.start_analysis(&verifying, bluegreen_crd::AnalysisPhase::PostPromotion);
+            self.status.rollout = Some(verifying);
+        } else {
+            self.push_history(HistoryEntry {
+                revision: rollout.revision.clone(),
+                version: rollout.version.clone(),
+                color: rollout.color,
+                started_at: rollout.started_at.clone(),
+                promoted_at: Some(now.clone()),
+                finished_at: now.clone(),
+                outcome,
+                reason: rollout.reason.clone(),
+            });
+            self.status.rollout = None;
+            self.occurrences.push(Occurrence::RolloutFinished {
+                outcome,
+                seconds: self.seconds_since(&rollout.started_at),
+            });
+        }
         self.status.active_color = Some(rollout.color);
         self.status.active_revision = Some(rollout.revision.clone());
         self.status.active_version = Some(rollout.version.clone());
@@ -481,15 +519,10 @@ impl<'a> Planner<'a> {
             since: now.clone(),
             scaled_down_at: None,
         });
-        self.status.rollout = None;
         self.occurrences.push(Occurrence::Flipped);
         if rollout.is_rollback() {
             self.occurrences.push(Occurrence::RolledBack);
         }
-        self.occurrences.push(Occurrence::RolloutFinished {
-            outcome,
-            seconds: self.seconds_since(&rollout.started_at),
-        });
         self.event(
             false,
             if rollout.is_rollback() {
@@ -536,6 +569,20 @@ impl<'a> Planner<'a> {
     /// left for the next rollout to replace (or scaled to zero when the spec went back to
     /// the active revision); the active color is never touched.
     fn supersede(&mut self, rollout: &RolloutStatus) {
+        if let bluegreen_crd::RolloutStage::Verifying { promoted_at, .. } = &rollout.stage {
+            // Live already: the newer spec cuts its verification short, and it is history
+            // as promoted. The next rollout starts from it like from any live revision.
+            self.end_analysis(
+                bluegreen_crd::AnalysisResult::Overridden,
+                "cut short by a spec change",
+            );
+            let reason = format!(
+                "Superseded: verification cut short; the spec now asks for revision {}",
+                self.desired_revision
+            );
+            self.close_promotion(rollout, &promoted_at.clone(), Some(reason));
+            return;
+        }
         self.end_rollout_before_flip(
             rollout,
             Outcome::Superseded,

@@ -41,6 +41,7 @@ use crate::{
     observe::{self, JobView},
     own_writes::{OwnWrites, Written},
     plan::{self, Occurrence, Plan, Write},
+    prometheus::{Prometheus, QUERY_TIMEOUT},
 };
 
 /// Lines of a failed smoke test's log kept for the Event and the status message.
@@ -59,6 +60,8 @@ pub struct Context {
     /// False until every cache has its first full list. Planning from a half-filled cache
     /// would take a missing ReplicaSet for a deleted one (and forget a warm standby).
     caches_synced: Arc<AtomicBool>,
+    /// Where analysis samples come from.
+    prometheus: Prometheus,
 }
 
 impl Context {
@@ -76,7 +79,14 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             own_writes: OwnWrites::default(),
             caches_synced: Arc::new(AtomicBool::new(true)),
+            prometheus: Prometheus::new(None, QUERY_TIMEOUT),
         }
+    }
+
+    /// Analysis queries a release's own Prometheus, else this one (`--prometheus-address`).
+    pub fn with_prometheus(mut self, default_address: Option<String>) -> Self {
+        self.prometheus = Prometheus::new(default_address, QUERY_TIMEOUT);
+        self
     }
 
     /// Holds reconciles back until `synced` is true (the caches have their first list).
@@ -199,6 +209,10 @@ async fn observe_release(
         return Ok(None);
     }
     fetch_log_tails(&ctx.client, namespace, &mut observed.jobs, &logs_needed).await;
+    observed.default_prometheus = ctx.prometheus.has_default();
+    if let Some(request) = observe::sample_due(release, observed.now) {
+        observed.analysis = Some(ctx.prometheus.sample(&request, observed.now).await);
+    }
     // The caches hold only Services labelled for this release. A Service the spec names that
     // is not among them is read directly: a user's Service not adopted yet (the flip labels
     // it), or one another release claims, which the planner must see to leave it alone.
@@ -289,6 +303,9 @@ async fn report(ctx: &Context, release: &BlueGreenRelease, plan: &Plan) {
                 .metrics
                 .observe_rollout(*outcome, Duration::from_secs_f64(*seconds)),
             Occurrence::SmokeTest { succeeded } => ctx.metrics.smoke_test_finished(*succeeded),
+            Occurrence::AnalysisSample { phase, result } => {
+                ctx.metrics.analysis_sample(*phase, result)
+            }
         }
     }
     if !plan.events.is_empty() || plan.status.phase != release.status.as_ref().and_then(|s| s.phase)

@@ -4,6 +4,7 @@
 //! Everything the controller, the CLI and the tests agree on about the API lives here, so that
 //! the schema the API server enforces and the checks the controller repeats cannot drift apart.
 
+pub mod analysis;
 pub mod crd;
 pub mod labels;
 pub mod names;
@@ -15,6 +16,9 @@ pub mod status;
 pub mod testing;
 pub mod validate;
 
+pub use analysis::{
+    AnalysisCheck, AnalysisPhase, AnalysisResult, AnalysisSpec, AnalysisStatus, CheckStatus,
+};
 pub use rollout::{RolloutKind, RolloutStage, RolloutStatus, StageName};
 pub use spec::{
     BlueGreenRelease, BlueGreenReleaseSpec, Promotion, PromotionMode, SelectorSpec,

@@ -6,7 +6,8 @@
 //! (`controller/src/plan/rollout.rs`).
 //!
 //! On the wire the stage is the field `stage` beside the data of that stage, flat in
-//! `status.rollout` (`availableAt` while Testing, `testsPassedAt` after the tests). A
+//! `status.rollout` (`availableAt` while Testing, `testsPassedAt` after the tests,
+//! `promotedAt` while Verifying). A
 //! status written before `stage` existed holds the same data fields without it; it decodes
 //! to the stage those fields imply ([`StoredRollout`]), so a controller upgraded mid-rollout
 //! carries on where the old one stood.
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::Color;
 
 /// Where a rollout stands. Stages follow one another in this order; losing the cold color's
-/// availability while Testing goes back to Deploying (a new test round).
+/// availability while Testing or Analyzing goes back to Deploying (a new test round).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RolloutStage {
     /// The cold ReplicaSet is created (or replaced, or resized) at its test size and must be
@@ -28,6 +29,9 @@ pub enum RolloutStage {
     /// The cold color was fully available at `available_at`; the smoke-test Jobs of the
     /// current round run against the preview Service. Phase `Testing`.
     Testing { available_at: Time },
+    /// Every smoke test passed at `tests_passed_at`; pre-promotion analysis samples the cold
+    /// color (still at its test size) until enough samples in a row pass. Phase `Testing`.
+    Analyzing { tests_passed_at: Time },
     /// Every smoke test passed at `tests_passed_at` (or none were needed); the cold color
     /// is at full size, and `spec.promotion.mode` is Manual: a person decides. Phase
     /// `AwaitingPromotion`.
@@ -39,6 +43,13 @@ pub enum RolloutStage {
         tests_passed_at: Time,
         promote_requested: bool,
     },
+    /// The active Service flipped onto the rollout's color at `promoted_at`; post-promotion
+    /// analysis watches it while the previous color stays at full size. A failure flips
+    /// back. Phase `Verifying`.
+    Verifying {
+        tests_passed_at: Time,
+        promoted_at: Time,
+    },
 }
 
 impl RolloutStage {
@@ -46,8 +57,12 @@ impl RolloutStage {
     pub fn tests_passed_at(&self) -> Option<&Time> {
         match self {
             RolloutStage::Deploying | RolloutStage::Testing { .. } => None,
-            RolloutStage::AwaitingPromotion { tests_passed_at }
+            RolloutStage::Analyzing { tests_passed_at }
+            | RolloutStage::AwaitingPromotion { tests_passed_at }
             | RolloutStage::Promoting {
+                tests_passed_at, ..
+            }
+            | RolloutStage::Verifying {
                 tests_passed_at, ..
             } => Some(tests_passed_at),
         }
@@ -58,9 +73,16 @@ impl RolloutStage {
         match self {
             RolloutStage::Deploying => StageName::Deploying,
             RolloutStage::Testing { .. } => StageName::Testing,
+            RolloutStage::Analyzing { .. } => StageName::Analyzing,
             RolloutStage::AwaitingPromotion { .. } => StageName::AwaitingPromotion,
             RolloutStage::Promoting { .. } => StageName::Promoting,
+            RolloutStage::Verifying { .. } => StageName::Verifying,
         }
+    }
+
+    /// After the flip: the rollout's color is the active one.
+    pub fn is_flipped(&self) -> bool {
+        matches!(self, RolloutStage::Verifying { .. })
     }
 }
 
@@ -69,8 +91,10 @@ impl RolloutStage {
 pub enum StageName {
     Deploying,
     Testing,
+    Analyzing,
     AwaitingPromotion,
     Promoting,
+    Verifying,
 }
 
 /// What a rollout is.
@@ -179,15 +203,16 @@ pub struct StoredRollout {
     /// The progress deadline counts from here (reset when the tests pass and when the cold
     /// color loses availability).
     pub progressing_since: Time,
-    /// Where the rollout stands: Deploying, Testing, AwaitingPromotion or Promoting (absent
+    /// Where the rollout stands: Deploying, Testing, Analyzing, AwaitingPromotion, Promoting
+    /// or Verifying (absent
     /// in a status written before stages were recorded: read from the fields below then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<StageName>,
     /// Testing: when the cold color was first seen fully available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_at: Option<Time>,
-    /// AwaitingPromotion and Promoting: when every smoke test had passed (the auto-promote
-    /// delay counts from here).
+    /// Analyzing, AwaitingPromotion, Promoting and Verifying: when every smoke test had passed
+    /// (the auto-promote delay counts from here, or from the end of pre-promotion analysis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests_passed_at: Option<Time>,
     /// True when this rollout returns to the warm previous color (no redeploy).
@@ -203,6 +228,9 @@ pub struct StoredRollout {
     /// results of the voided round (Jobs stamped with the old round) never count.
     #[serde(default)]
     pub test_round: i32,
+    /// Verifying: when the active Service flipped onto this rollout's color.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<Time>,
     /// Promoting: a promote action was accepted for this rollout.
     #[serde(default)]
     pub promote_requested: bool,
@@ -233,12 +261,19 @@ impl StoredRollout {
             StageName::Testing => RolloutStage::Testing {
                 available_at: or_progress(&self.available_at),
             },
+            StageName::Analyzing => RolloutStage::Analyzing {
+                tests_passed_at: or_progress(&self.tests_passed_at),
+            },
             StageName::AwaitingPromotion => RolloutStage::AwaitingPromotion {
                 tests_passed_at: or_progress(&self.tests_passed_at),
             },
             StageName::Promoting => RolloutStage::Promoting {
                 tests_passed_at: or_progress(&self.tests_passed_at),
                 promote_requested: self.promote_requested,
+            },
+            StageName::Verifying => RolloutStage::Verifying {
+                tests_passed_at: or_progress(&self.tests_passed_at),
+                promoted_at: or_progress(&self.promoted_at),
             },
         }
     }
@@ -271,17 +306,22 @@ impl From<StoredRollout> for RolloutStatus {
 
 impl From<RolloutStatus> for StoredRollout {
     fn from(rollout: RolloutStatus) -> Self {
-        let (available_at, tests_passed_at, promote_requested) = match &rollout.stage {
-            RolloutStage::Deploying => (None, None, false),
-            RolloutStage::Testing { available_at } => (Some(available_at.clone()), None, false),
-            RolloutStage::AwaitingPromotion { tests_passed_at } => {
-                (None, Some(tests_passed_at.clone()), false)
-            }
-            RolloutStage::Promoting {
-                tests_passed_at,
-                promote_requested,
-            } => (None, Some(tests_passed_at.clone()), *promote_requested),
+        let available_at = match &rollout.stage {
+            RolloutStage::Testing { available_at } => Some(available_at.clone()),
+            _ => None,
         };
+        let promote_requested = matches!(
+            rollout.stage,
+            RolloutStage::Promoting {
+                promote_requested: true,
+                ..
+            }
+        );
+        let promoted_at = match &rollout.stage {
+            RolloutStage::Verifying { promoted_at, .. } => Some(promoted_at.clone()),
+            _ => None,
+        };
+        let tests_passed_at = rollout.stage.tests_passed_at().cloned();
         let (rollback, skip_tests) = match rollout.kind {
             RolloutKind::Release => (false, false),
             RolloutKind::Rollback { skip_tests } => (true, skip_tests),
@@ -300,6 +340,7 @@ impl From<RolloutStatus> for StoredRollout {
             reason: rollout.reason,
             test_round: rollout.test_round,
             promote_requested,
+            promoted_at,
             preview_replicas: rollout.preview_replicas,
         }
     }

@@ -125,6 +125,11 @@ pub struct BlueGreenReleaseSpec {
     /// Stop acting; observe only.
     #[serde(default)]
     pub paused: bool,
+
+    /// Prometheus checks before the flip (a gate) and after it (verification, rolled back
+    /// automatically when it fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::AnalysisSpec>,
 }
 
 /// Equality-based selector: Services select by equality only, so set-based expressions

@@ -53,6 +53,10 @@ pub struct BlueGreenReleaseStatus {
     pub smoke_tests: Vec<SmokeTestStatus>,
 
     /// Finished rollouts, newest first, at most `spec.revisionHistoryLimit`.
+    /// Samples of the analysis of the current (or last) analysed stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::AnalysisStatus>,
+
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
 
@@ -87,8 +91,6 @@ pub struct BlueGreenReleaseStatus {
 /// How many consumed action ids the status remembers.
 pub const CONSUMED_ACTION_IDS: usize = 20;
 
-// `Verifying` (analysis after the flip) is added with the analysis that produces it: the API
-// declares no phase the controller never enters.
 /// Release phase (DESIGN §4).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "PascalCase")]
@@ -99,6 +101,8 @@ pub enum Phase {
     Testing,
     AwaitingPromotion,
     Promoting,
+    /// After the flip, while post-promotion analysis watches the new active color.
+    Verifying,
     Stable,
     Failed,
     RolledBack,

@@ -10,6 +10,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
+use crate::analysis::{AnalysisCheck, AnalysisSpec, TemplateValues};
 use crate::spec::{MAX_LABEL_VALUE, MAX_SELECTOR_LABELS};
 use crate::{BlueGreenRelease, labels};
 
@@ -171,6 +172,9 @@ pub fn validate(release: &BlueGreenRelease) -> Result<(), InvalidSpec> {
 
     check_services(&mut errors, release);
     check_smoke_tests(&mut errors, release, name);
+    if let Some(analysis) = &spec.analysis {
+        check_analysis(&mut errors, analysis);
+    }
 
     errors.finish()
 }
@@ -303,6 +307,96 @@ fn check_smoke_tests(errors: &mut Errors, release: &BlueGreenRelease, release_na
             errors.push(
                 format!("{field}.template.spec.restartPolicy"),
                 "a Job's pods must use Never or OnFailure",
+            );
+        }
+    }
+}
+
+/// Every check's query is parsed as PromQL with its template variables filled in, so that a
+/// malformed query stops the release before anything is deployed.
+fn check_analysis(errors: &mut Errors, analysis: &AnalysisSpec) {
+    use crate::analysis::{DURATION_PATTERN, MAX_CHECKS, parse_duration};
+    if let Err(message) = parse_duration(&analysis.interval) {
+        errors.push("spec.analysis.interval", format!("{message} ({DURATION_PATTERN})"));
+    } else if analysis.interval() > std::time::Duration::from_secs(3600) {
+        errors.push("spec.analysis.interval", "must be at most 1h");
+    }
+    if let Some(address) = analysis.address()
+        && !(address.starts_with("http://") && address.len() > "http://".len())
+    {
+        errors.push(
+            "spec.analysis.prometheus.address",
+            format!("'{address}' must be an http:// URL of the Prometheus server (https is not supported yet)"),
+        );
+    }
+    if analysis.pre_promotion.is_none() && analysis.post_promotion.is_none() {
+        errors.push(
+            "spec.analysis",
+            "set prePromotion, postPromotion or both (or remove spec.analysis)",
+        );
+    }
+    if let Some(pre) = &analysis.pre_promotion {
+        if !(1..=100).contains(&pre.samples) {
+            errors.push(
+                "spec.analysis.prePromotion.samples",
+                format!("must be between 1 and 100 (is {})", pre.samples),
+            );
+        }
+        check_analysis_checks(errors, "spec.analysis.prePromotion.checks", &pre.checks, MAX_CHECKS);
+    }
+    if let Some(post) = &analysis.post_promotion {
+        match parse_duration(&post.duration) {
+            Err(message) => errors.push(
+                "spec.analysis.postPromotion.duration",
+                format!("{message} ({DURATION_PATTERN})"),
+            ),
+            Ok(d) if d.as_secs() < 1 => {
+                errors.push("spec.analysis.postPromotion.duration", "must be at least 1s")
+            }
+            Ok(_) => {}
+        }
+        if !(0..=100).contains(&post.failure_limit) {
+            errors.push(
+                "spec.analysis.postPromotion.failureLimit",
+                format!("must be between 0 and 100 (is {})", post.failure_limit),
+            );
+        }
+        check_analysis_checks(errors, "spec.analysis.postPromotion.checks", &post.checks, MAX_CHECKS);
+    }
+}
+
+fn check_analysis_checks(errors: &mut Errors, field: &str, checks: &[AnalysisCheck], max: usize) {
+    if checks.is_empty() || checks.len() > max {
+        errors.push(field, format!("must list 1 to {max} checks (has {})", checks.len()));
+    }
+    let mut names = BTreeSet::new();
+    for (i, check) in checks.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if !is_dns1123_label(&check.name) {
+            errors.push(format!("{at}.name"), format!("'{}' must be a DNS label (lowercase letters, digits, '-')", check.name));
+        } else if !names.insert(check.name.as_str()) {
+            errors.push(format!("{at}.name"), format!("'{}' is listed twice", check.name));
+        }
+        let bounds = [check.min, check.max];
+        match bounds {
+            [None, None] => errors.push(format!("{at}"), format!("check '{}' needs min, max or both", check.name)),
+            [Some(min), Some(max)] if min > max => errors.push(
+                format!("{at}.min"),
+                format!("check '{}': min {min} is greater than max {max}", check.name),
+            ),
+            _ => {}
+        }
+        if bounds.iter().flatten().any(|b| !b.is_finite()) {
+            errors.push(format!("{at}"), format!("check '{}': bounds must be finite numbers", check.name));
+        }
+        let rendered = TemplateValues::EXAMPLE.render(&check.query);
+        let parsed = rendered.and_then(|query| {
+            promql_parser::parser::parse(&query).map(|_| ()).map_err(|e| e.to_string())
+        });
+        if let Err(problem) = parsed {
+            errors.push(
+                format!("{at}.query"),
+                format!("check '{}' is not valid PromQL: {problem}", check.name),
             );
         }
     }

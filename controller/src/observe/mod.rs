@@ -4,14 +4,17 @@
 //!   pods, Jobs), fed by label-filtered watches, each with its own ready signal;
 //! - [`views`]: the condensed views of those objects that the planner reasons about (a
 //!   ReplicaSet's counts, not its pod template);
-//! - [`snapshot`]: one release's [`Observed`] world, read from the indexes.
+//! - [`snapshot`]: one release's [`Observed`] world, read from the indexes;
+//! - [`analysis`]: which analysis sample is due, and what a sample read.
 //!
 //! Nothing here imports the planner: the planner reads this world, never the other way round.
 
+pub mod analysis;
 pub mod index;
 pub mod snapshot;
 pub mod views;
 
+pub use analysis::{AnalysisSample, Reading, SampleRequest, sample_due};
 pub use index::{Caches, ReleaseIndex, Summarize};
 pub use snapshot::observe;
 pub use views::{

@@ -67,6 +67,8 @@ pub fn observe(
             .collect(),
         jobs,
         now: whole_seconds(now),
+        analysis: None,
+        default_prometheus: false,
     };
     (observed, logs_needed)
 }

@@ -41,6 +41,11 @@ pub struct Observed {
     /// The clock, whole seconds (status times are stored at second precision, and a stable
     /// clock keeps an unchanged world from producing a changed status).
     pub now: Timestamp,
+    /// The analysis sample reconcile took for this plan, when one was due.
+    pub analysis: Option<super::analysis::AnalysisSample>,
+    /// The controller has a default Prometheus (`--prometheus-address`) for releases whose
+    /// `spec.analysis` names none.
+    pub default_prometheus: bool,
 }
 
 /// A time truncated to whole seconds (see [`Observed::now`]): status times are stored at

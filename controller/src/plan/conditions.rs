@@ -46,7 +46,11 @@ fn kstatus_conditions(p: &mut Planner<'_>, phase: Phase, message: &str, availabl
     let in_flight = repairing
         || matches!(
             phase,
-            Phase::Pending | Phase::Deploying | Phase::Testing | Phase::Promoting
+            Phase::Pending
+                | Phase::Deploying
+                | Phase::Testing
+                | Phase::Promoting
+                | Phase::Verifying
         );
 
     let ready = phase == Phase::Stable && available;
@@ -122,9 +126,11 @@ fn detail_conditions(p: &mut Planner<'_>, available: bool) {
     );
 }
 
-/// The preview fields describe the cold color: the rollout's, else the warm standby's.
+/// The preview fields describe the cold color: the rollout's (until its flip), else the warm
+/// standby's.
 fn derive_preview(p: &mut Planner<'_>) {
-    let (color, version, revision) = match (&p.status.rollout, &p.status.standby) {
+    let before_flip = p.status.rollout.as_ref().filter(|r| !r.stage.is_flipped());
+    let (color, version, revision) = match (before_flip, &p.status.standby) {
         (Some(r), _) => (
             Some(r.color),
             Some(r.version.clone()),

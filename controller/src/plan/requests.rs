@@ -7,13 +7,14 @@
 //! next reconcile, so nothing is done twice if the controller dies in between.
 
 use bluegreen_crd::{
-    ActionResult, LastAction, Outcome, RolloutKind, RolloutStage, RolloutStatus, labels,
-    status::CONSUMED_ACTION_IDS,
+    ActionResult, AnalysisResult, LastAction, Outcome, RolloutKind, RolloutStage, RolloutStatus,
+    labels, status::CONSUMED_ACTION_IDS,
 };
-
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::Planner;
+use super::analysis::Rejection;
 
 /// The verbs a person (or the kubectl plugin) can ask for.
 const VERBS: &str = "promote, abort, retry or rollback";
@@ -73,7 +74,7 @@ impl Planner<'_> {
             Err("the release is paused (spec.paused); unpause it first".to_string())
         } else {
             match verb.as_str() {
-                "promote" => self.accept_promote(),
+                "promote" => self.accept_promote(&id),
                 "abort" => self.accept_abort(&id),
                 "retry" => self.accept_retry(),
                 "rollback" => self.accept_rollback(&id),
@@ -127,7 +128,33 @@ impl Planner<'_> {
         }
     }
 
-    fn accept_promote(&mut self) -> Result<String, String> {
+    fn accept_promote(&mut self, id: &str) -> Result<String, String> {
+        if let Some(r) = self.status.rollout.clone() {
+            match &r.stage {
+                RolloutStage::Verifying { promoted_at, .. } => {
+                    // A person vouches for the live version: verification ends as passed.
+                    self.end_analysis(AnalysisResult::Overridden, &format!("ended by promote (action {id})"));
+                    let reason = format!(
+                        "ManualOverride: post-promotion verification ended by promote (action {id})"
+                    );
+                    self.close_promotion(&r, &promoted_at.clone(), Some(reason));
+                    return Ok(format!(
+                        "verification of version {} ended as passed",
+                        r.version
+                    ));
+                }
+                RolloutStage::Analyzing { .. } => {
+                    self.end_analysis(AnalysisResult::Overridden, &format!("ended by promote (action {id})"));
+                    let rollout = self.status.rollout.as_mut().expect("matched above");
+                    rollout.reason.get_or_insert(format!(
+                        "ManualOverride: pre-promotion analysis ended by promote (action {id})"
+                    ));
+                    // The promotion has a deadline of its own, as after passing tests.
+                    rollout.progressing_since = Time(self.obs.now);
+                }
+                _ => {}
+            }
+        }
         let awaiting = self.status.rollout.as_mut().filter(|r| !r.is_rollback());
         let passed = awaiting.and_then(|r| Some((r.stage.tests_passed_at()?.clone(), r)));
         match passed {
@@ -155,6 +182,9 @@ impl Planner<'_> {
                 self.phase_name()
             ));
         };
+        if let RolloutStage::Verifying { promoted_at, .. } = &rollout.stage {
+            return Ok(self.take_back(&rollout, &promoted_at.clone(), Outcome::Aborted, "Aborted", id));
+        }
         // Aborting only scales the cold color down and cancels Jobs: safe to repeat.
         self.fail(
             &rollout,
@@ -182,6 +212,11 @@ impl Planner<'_> {
     }
 
     fn accept_rollback(&mut self, id: &str) -> Result<String, String> {
+        if let Some(rollout) = self.status.rollout.clone()
+            && let RolloutStage::Verifying { promoted_at, .. } = &rollout.stage
+        {
+            return Ok(self.take_back(&rollout, &promoted_at.clone(), Outcome::RolledBack, "RollbackRequested", id));
+        }
         if self.status.rollout.is_some() {
             return Err(format!(
                 "a rollout is in progress; use `kubectl bluegreen abort {}` to stop it (the active color is untouched)",
@@ -224,6 +259,36 @@ impl Planner<'_> {
             "rolling back from version {} to version {} on {}",
             active.version, standby.version, standby.color
         ))
+    }
+
+    /// An abort or a rollback while the new version is being verified: it is taken back
+    /// onto the warm previous color.
+    fn take_back(
+        &mut self,
+        rollout: &RolloutStatus,
+        promoted_at: &Time,
+        outcome: Outcome,
+        reason: &'static str,
+        id: &str,
+    ) -> String {
+        let message = format!(
+            "version {} was taken back during its verification (action {id})",
+            rollout.version
+        );
+        self.end_analysis(AnalysisResult::Overridden, &message);
+        self.reject_promotion(
+            rollout,
+            promoted_at,
+            Rejection {
+                outcome,
+                reason,
+                message: message.clone(),
+            },
+        );
+        match &self.status.rollout {
+            Some(back) => format!("{message}; flipping back to version {} on {}", back.version, back.color),
+            None => format!("{message}; there is no warm previous color to flip back to"),
+        }
     }
 
     fn phase_name(&self) -> &'static str {

@@ -4,11 +4,13 @@
 //! | stage               | leaves when                                   | for                          |
 //! |---------------------|-----------------------------------------------|------------------------------|
 //! | `Deploying`         | the cold color is available at its test size  | `Testing`, or `Promoting` when no test is needed |
-//! | `Testing`           | every smoke test passed                       | `Promoting`                  |
+//! | `Testing`           | every smoke test passed                       | `Analyzing` with pre-promotion checks, else `Promoting` |
 //! | `Testing`           | the cold color lost availability              | `Deploying` (a new test round) |
+//! | `Analyzing`         | enough passing samples in a row               | `Promoting` (table in `analysis.rs`) |
 //! | `Promoting`         | Manual mode and nobody asked yet              | `AwaitingPromotion`          |
 //! | `AwaitingPromotion` | a promote action, or the mode is Auto again   | `Promoting`                  |
-//! | `Promoting`         | available at full size, delay over: the flip  | (history)                    |
+//! | `Promoting`         | available at full size, delay over: the flip  | `Verifying` with post-promotion checks, else (history) |
+//! | `Verifying`         | the window passed, or failed: a rollback      | (history; table in `analysis.rs`) |
 //!
 //! Every stage first goes through the same gates ([`Planner::step`]): a failed smoke test
 //! ends the rollout, the cold ReplicaSet runs the rollout's revision at the stage's size,
@@ -29,12 +31,14 @@ use crate::observe::ReplicaSetView;
 /// Where a rollout stands after a step.
 pub(super) enum Step {
     Continue,
+    /// The rollout ended without a flip of its own (failed, or replaced in the status by a
+    /// rollback that follows it).
     Failed,
     Flipped,
 }
 
 /// What a stage decided: stay (with the step's result), or go to another stage.
-enum Next {
+pub(super) enum Next {
     Stay(Step),
     Enter(RolloutStage),
 }
@@ -121,6 +125,10 @@ impl Planner<'_> {
     /// Once the flip is history: Stable when the spec's revision is live, otherwise held
     /// (a rollback by action leaves the spec asking for the revision rolled back from).
     pub(super) fn after_flip(&mut self) {
+        if let Some(verifying) = self.status.rollout.clone().filter(|r| r.stage.is_flipped()) {
+            self.progress_rollout(verifying);
+            return;
+        }
         if self.status.active_revision.as_deref() == Some(self.desired_revision.as_str()) {
             self.steady(Phase::Stable);
         } else {
@@ -131,6 +139,12 @@ impl Planner<'_> {
     /// One step of the rollout: the gates every stage shares, then the stages, as far as the
     /// world allows in this plan.
     fn step(&mut self, r: &mut RolloutStatus) -> Step {
+        if let RolloutStage::Verifying { promoted_at, .. } = &r.stage {
+            // After the flip the rollout's color is the active one: none of the cold
+            // color's gates apply.
+            let promoted_at = promoted_at.clone();
+            return self.verifying(r, &promoted_at);
+        }
         // A smoke test of this rollout failed: the rollout fails, whatever the cold color
         // looks like now. A controller killed after the failure scaled the cold color down
         // (before its status) would otherwise grow it again, void and redo the round only to
@@ -150,6 +164,9 @@ impl Planner<'_> {
             let next = match r.stage.clone() {
                 RolloutStage::Deploying => self.deploying(r, &rs),
                 RolloutStage::Testing { .. } => self.testing(r, &rs),
+                RolloutStage::Analyzing { tests_passed_at } => {
+                    self.analyzing(r, &rs, tests_passed_at)
+                }
                 RolloutStage::AwaitingPromotion { tests_passed_at } => {
                     self.awaiting_promotion(r, &rs, tests_passed_at)
                 }
@@ -157,6 +174,7 @@ impl Planner<'_> {
                     tests_passed_at,
                     promote_requested,
                 } => self.promoting(r, &rs, tests_passed_at, promote_requested),
+                RolloutStage::Verifying { .. } => unreachable!("handled before the cold gates"),
             };
             match next {
                 Next::Stay(step) => return step,
@@ -175,13 +193,21 @@ impl Planner<'_> {
         let size_before = self.stage_size(r);
         let from = std::mem::replace(&mut r.stage, stage);
         match (&from, &r.stage) {
-            (RolloutStage::Testing { .. }, RolloutStage::Deploying) => {
+            (RolloutStage::Testing { .. } | RolloutStage::Analyzing { .. }, RolloutStage::Deploying) => {
                 // Availability lost while testing: results so far do not count (invariant 8).
                 self.void_tests(r);
+                self.status.analysis = None;
+                None
+            }
+            (_, RolloutStage::Analyzing { .. }) => {
+                // The analysis has a deadline of its own; its first sample is taken once
+                // this stage is recorded (`observe::sample_due` reads the stored status).
+                r.progressing_since = self.now();
+                self.start_analysis(r, bluegreen_crd::AnalysisPhase::PrePromotion);
                 None
             }
             (
-                RolloutStage::Deploying | RolloutStage::Testing { .. },
+                RolloutStage::Deploying | RolloutStage::Testing { .. } | RolloutStage::Analyzing { .. },
                 RolloutStage::Promoting { .. },
             ) => {
                 // Tests passed: the promotion has a deadline of its own.
@@ -219,10 +245,19 @@ impl Planner<'_> {
             return Next::Enter(RolloutStage::Testing { available_at: now });
         }
         self.status.smoke_tests = skipped_tests(&self.release.spec.smoke_tests, r.skips_tests());
-        Next::Enter(RolloutStage::Promoting {
-            tests_passed_at: now,
-            promote_requested: false,
-        })
+        Next::Enter(self.after_tests(r, now))
+    }
+
+    /// The stage after the smoke tests: pre-promotion analysis when the spec has it.
+    fn after_tests(&self, r: &RolloutStatus, tests_passed_at: Time) -> RolloutStage {
+        if self.analyses(r, bluegreen_crd::AnalysisPhase::PrePromotion) {
+            RolloutStage::Analyzing { tests_passed_at }
+        } else {
+            RolloutStage::Promoting {
+                tests_passed_at,
+                promote_requested: false,
+            }
+        }
     }
 
     /// Testing: the smoke tests run while the cold color stays available.
@@ -231,10 +266,7 @@ impl Planner<'_> {
             return Next::Enter(RolloutStage::Deploying);
         }
         match self.run_smoke_tests(r) {
-            TestsOutcome::Passed => Next::Enter(RolloutStage::Promoting {
-                tests_passed_at: self.now(),
-                promote_requested: false,
-            }),
+            TestsOutcome::Passed => Next::Enter(self.after_tests(r, self.now())),
             TestsOutcome::Waiting => Next::Stay(Step::Continue),
             TestsOutcome::Failed => Next::Stay(Step::Failed),
         }
@@ -417,7 +449,7 @@ impl Planner<'_> {
 
     /// The size of the cold color in the rollout's stage: its test size until the tests
     /// passed, full size after them and for a rollback throughout.
-    fn stage_size(&self, r: &RolloutStatus) -> i32 {
+    pub(super) fn stage_size(&self, r: &RolloutStatus) -> i32 {
         if serves_next(r) {
             self.release.spec.replicas
         } else {
@@ -514,9 +546,16 @@ impl Planner<'_> {
 }
 
 /// The cold color is being readied to serve: a rollback throughout, any rollout once its
-/// tests passed. It is then at full size, and waiting for it is promoting.
+/// tests passed and its pre-promotion analysis (if any) is over. It is then at full size,
+/// and waiting for it is promoting.
 fn serves_next(r: &RolloutStatus) -> bool {
-    r.is_rollback() || r.stage.tests_passed_at().is_some()
+    r.is_rollback()
+        || matches!(
+            r.stage,
+            RolloutStage::AwaitingPromotion { .. }
+                | RolloutStage::Promoting { .. }
+                | RolloutStage::Verifying { .. }
+        )
 }
 
 /// The same rollout: a rollout's id is its start time, at second precision, so a rollout that

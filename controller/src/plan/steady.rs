@@ -41,6 +41,15 @@ impl Planner<'_> {
             // The condition's, not `status.message`, which an outage of the active color
             // may have taken over for a while.
             (Some(c), _) => (c.reason.clone(), c.message.clone()),
+            (None, true) if verification_failure(latest).is_some() => (
+                "VerificationFailed".to_string(),
+                format!(
+                    "{}; the spec still asks for revision {}, which will not be deployed again until the spec changes or a retry (`kubectl bluegreen retry {}`)",
+                    verification_failure(latest).unwrap_or_default(),
+                    self.desired_revision,
+                    self.release.name_any()
+                ),
+            ),
             (None, true) => (
                 "RolledBack".to_string(),
                 format!(
@@ -207,4 +216,9 @@ impl Planner<'_> {
             _ => false,
         })
     }
+}
+
+/// The words of a failed verification, when the newest history entry is its flip back.
+fn verification_failure(entry: Option<&bluegreen_crd::HistoryEntry>) -> Option<&str> {
+    entry?.reason.as_deref()?.strip_prefix("VerificationFailed: ")
 }

@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::{Plan, Write, plan};
 use crate::observe::{
-    self, EndpointView, JobState, JobView, Observed, PodView, ReplicaSetView, ServiceView,
+    self, AnalysisSample, EndpointView, Reading, JobState, JobView, Observed, PodView, ReplicaSetView, ServiceView,
 };
 
 pub const T0: i64 = 1_790_000_000;
@@ -39,6 +39,8 @@ pub struct Sim {
     next_uid: u64,
     /// Every plan this world executed, in order.
     pub history: Vec<Plan>,
+    /// What Prometheus answers per check name when a sample is due (absent: no data).
+    pub readings: BTreeMap<String, Reading>,
 }
 
 impl Sim {
@@ -55,6 +57,7 @@ impl Sim {
             preview_endpoints: Vec::new(),
             next_uid: 0,
             history: Vec::new(),
+            readings: BTreeMap::new(),
         }
     }
 
@@ -73,6 +76,48 @@ impl Sim {
             pods: self.pods(),
             jobs: self.jobs.clone(),
             now: Timestamp::from_second(self.now).unwrap(),
+            analysis: self.analysis_sample(),
+            default_prometheus: true,
+        }
+    }
+
+    /// The sample reconcile would take now (`observe::sample_due`), read from `readings`.
+    fn analysis_sample(&self) -> Option<AnalysisSample> {
+        let now = Timestamp::from_second(self.now).unwrap();
+        let request = observe::sample_due(&self.release, now)?;
+        let readings = request
+            .queries
+            .iter()
+            .map(|(name, _)| {
+                let reading = self.readings.get(name).cloned().unwrap_or_else(|| {
+                    Reading::Inconclusive("the query returned no data".into())
+                });
+                (name.clone(), reading)
+            })
+            .collect();
+        Some(AnalysisSample {
+            rollout: request.rollout,
+            phase: request.phase,
+            taken_at: now,
+            readings,
+        })
+    }
+
+    /// Every check of the release's analysis reads `value`.
+    pub fn read_all(&mut self, value: f64) {
+        let names: Vec<String> = self
+            .release
+            .spec
+            .analysis
+            .iter()
+            .flat_map(|a| {
+                let pre = a.pre_promotion.iter().flat_map(|p| &p.checks);
+                let post = a.post_promotion.iter().flat_map(|p| &p.checks);
+                pre.chain(post).map(|c| c.name.clone()).collect::<Vec<_>>()
+            })
+            .collect();
+        for name in names {
+            self.readings.insert(name, Reading::Value(value));
         }
     }
 

@@ -49,10 +49,20 @@ fn every_rule_compiles() {
     rules(&compiled, "", &mut found);
     let mut places: Vec<&str> = found.iter().map(|(path, _, _)| path.as_str()).collect();
     places.dedup();
-    assert_eq!(places, ["", ".spec", ".spec.service", ".spec.smokeTests"]);
+    assert_eq!(
+        places,
+        [
+            "",
+            ".spec",
+            ".spec.analysis.postPromotion.checks[]",
+            ".spec.analysis.prePromotion.checks[]",
+            ".spec.service",
+            ".spec.smokeTests"
+        ]
+    );
     assert_eq!(
         found.len(),
-        11,
+        13,
         "a rule was added or lost: {found:#?}",
         found = found.iter().map(|(p, r, _)| (p, r)).collect::<Vec<_>>()
     );

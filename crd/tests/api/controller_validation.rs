@@ -22,6 +22,41 @@ fn valid_releases_pass() {
     assert_eq!(errors(&full()), []);
 }
 
+/// The queries of an analysis are PromQL, checked with their template variables filled in:
+/// a malformed one (which the API server cannot see) stops the release, naming the check.
+#[test]
+fn analysis_queries_are_parsed_as_promql() {
+    let with_query = |query: &str| {
+        let mut object = valid();
+        object["spec"]["analysis"] = json!({
+            "postPromotion": {"duration": "1m", "checks": [{"name": "error-rate", "query": query, "max": 0.01}]}
+        });
+        errors(&object)
+    };
+    assert_eq!(with_query(r#"sum(rate(errors{color="{{color}}"}[1m])) / sum(rate(requests{color="{{color}}"}[1m]))"#), []);
+    let broken = with_query(r#"sum(rate(errors{color="{{color}}"}[1m])"#);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(broken[0].field, "spec.analysis.postPromotion.checks[0].query");
+    assert!(broken[0].message.contains("check 'error-rate' is not valid PromQL"), "{}", broken[0].message);
+    let unknown = with_query(r#"up{color="{{colour}}"}"#);
+    assert!(unknown[0].message.contains("unknown template variable '{{colour}}'"), "{unknown:?}");
+    let mut object = valid();
+    object["spec"]["analysis"] = json!({"interval": "15s"});
+    assert_eq!(errors(&object)[0].field, "spec.analysis");
+    object["spec"]["analysis"] = json!({
+        "prometheus": {"address": "https://prometheus:9090"},
+        "prePromotion": {"checks": [
+            {"name": "a", "query": "up", "min": 2, "max": 1},
+            {"name": "a", "query": "up", "max": 1}
+        ]}
+    });
+    let problems: Vec<String> = errors(&object).iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problems[0].contains("https is not supported"));
+    assert!(problems[1].contains("min 2 is greater than max 1"));
+    assert!(problems[2].contains("'a' is listed twice"));
+}
+
 #[test]
 fn controller_only_checks() {
     let cases: &[(&str, Mutation, &str, &str)] = &[

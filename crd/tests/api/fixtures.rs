@@ -78,7 +78,24 @@ pub fn full() -> Value {
             "scaleDownDelaySeconds": 60,
             "standbyReplicas": 1,
             "revisionHistoryLimit": 5,
-            "paused": true
+            "paused": true,
+            "analysis": {
+                "prometheus": {"address": "http://prometheus.monitoring:9090"},
+                "interval": "30s",
+                "prePromotion": {
+                    "samples": 3,
+                    "checks": [{
+                        "name": "error-rate",
+                        "query": "sum(rate(http_requests_total{code=~\"5..\",color=\"{{color}}\"}[1m])) / sum(rate(http_requests_total{color=\"{{color}}\"}[1m]))",
+                        "max": 0.01
+                    }]
+                },
+                "postPromotion": {
+                    "duration": "5m",
+                    "failureLimit": 1,
+                    "checks": [{"name": "throughput", "query": "sum(rate(http_requests_total{namespace=\"{{namespace}}\",release=\"{{release}}\",version=\"{{version}}\",revision=\"{{revision}}\"}[1m]))", "min": 0.5, "max": 100000.0}]
+                }
+            }
         },
         "status": {
             "observedGeneration": 7,
@@ -111,6 +128,30 @@ pub fn full() -> Value {
                 "testRound": 1,
                 "promoteRequested": true,
                 "previewReplicas": 2
+            },
+            "analysis": {
+                "phase": "PrePromotion",
+                "rollout": "2025-01-03T10:00:00Z/1",
+                "revision": "abcdef0123",
+                "startedAt": "2025-01-03T10:02:00Z",
+                "result": "Passed",
+                "lastSampleAt": "2025-01-03T10:03:30Z",
+                "samples": 4,
+                "passed": 3,
+                "failed": 0,
+                "inconclusive": 1,
+                "consecutivePassed": 3,
+                "consecutiveInconclusive": 0,
+                "message": "3 samples in a row passed",
+                "checks": [{
+                    "name": "error-rate",
+                    "lastValue": 0.002,
+                    "passed": 3,
+                    "failed": 0,
+                    "inconclusive": 1,
+                    "lastSampleAt": "2025-01-03T10:03:30Z",
+                    "message": "check 'error-rate' is inconclusive: the query returned no data"
+                }]
             },
             "smokeTests": [{
                 "name": "http-get",

@@ -64,7 +64,30 @@ fn smoke_test(name: &str) -> Value {
     json!({"name": name, "template": {"spec": {"containers": [{"name": "t", "image": "curl:8"}]}}})
 }
 
+fn gate(check: Value) -> Value {
+    json!({
+        "prometheus": {"address": "http://prometheus:9090"},
+        "prePromotion": {"checks": [check]}
+    })
+}
+
 pub const CASES: &[Case] = &[
+    // --- spec.analysis ---
+    Case {
+        name: "an analysis check without bounds",
+        mutate: |o| o["spec"]["analysis"] = gate(json!({"name": "errors", "query": "up"})),
+        admission: Cel("an analysis check needs min, max or both"),
+        controller: Field("spec.analysis.prePromotion.checks[0]", "needs min, max or both"),
+    },
+    Case {
+        name: "an analysis interval that is not a duration",
+        mutate: |o| {
+            o["spec"]["analysis"] = gate(json!({"name": "errors", "query": "up", "max": 1}));
+            o["spec"]["analysis"]["interval"] = json!("15 seconds");
+        },
+        admission: Schema("spec.analysis.interval", "FieldValueInvalid"),
+        controller: Field("spec.analysis.interval", "is not a duration like 15s"),
+    },
     // --- CEL rules ---
     Case {
         name: "empty template labels",

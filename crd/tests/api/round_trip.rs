@@ -64,6 +64,31 @@ fn full_example_sets_every_field() {
             "/status/rollout",
         ),
         (
+            "spec.analysis",
+            "/properties/spec/properties/analysis",
+            "/spec/analysis",
+        ),
+        (
+            "spec.analysis.prePromotion",
+            "/properties/spec/properties/analysis/properties/prePromotion",
+            "/spec/analysis/prePromotion",
+        ),
+        (
+            "spec.analysis.postPromotion",
+            "/properties/spec/properties/analysis/properties/postPromotion",
+            "/spec/analysis/postPromotion",
+        ),
+        (
+            "status.analysis",
+            "/properties/status/properties/analysis",
+            "/status/analysis",
+        ),
+        (
+            "status.analysis.checks[]",
+            "/properties/status/properties/analysis/properties/checks/items",
+            "/status/analysis/checks/0",
+        ),
+        (
             "status.smokeTests[]",
             "/properties/status/properties/smokeTests/items",
             "/status/smokeTests/0",
@@ -89,9 +114,11 @@ fn full_example_sets_every_field() {
         let mut used = field_names(full.pointer(value_pointer).expect(value_pointer));
         if what == "status.rollout" {
             // A rollout is at one stage, and each stage stores only its own data: the
-            // example is Promoting; `availableAt` is the Testing stage's
+            // example is Promoting; `availableAt` is the Testing stage's, `promotedAt` the
+            // Verifying stage's
             // (stored_statuses.rs round-trips every stage).
             used.insert("availableAt".into());
+            used.insert("promotedAt".into());
         }
         assert_eq!(
             used, declared,
