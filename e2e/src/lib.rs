@@ -13,6 +13,7 @@ use kube::{Client, Config, config::Kubeconfig};
 
 pub mod audit;
 pub mod fixture;
+pub mod prometheus;
 
 /// The repository root (this crate lives in `<root>/e2e`).
 pub fn repo_root() -> PathBuf {
