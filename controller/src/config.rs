@@ -146,6 +146,7 @@ mod tests {
         // binary's own default is that full name for a release named like the chart.
         assert_eq!(values["leaderElection"]["leaseName"], "");
         assert_eq!(config.lease_name, "bluegreen-controller");
+        assert_eq!(config.prometheus_address, values["prometheus"]["address"]);
         assert!(!config.identity.is_empty());
     }
 

@@ -148,8 +148,13 @@ pub struct PlannedEvent {
 pub enum Occurrence {
     Flipped,
     RolledBack,
-    RolloutFinished { outcome: Outcome, seconds: f64 },
-    SmokeTest { succeeded: bool },
+    RolloutFinished {
+        outcome: Outcome,
+        seconds: f64,
+    },
+    SmokeTest {
+        succeeded: bool,
+    },
     AnalysisSample {
         phase: bluegreen_crd::AnalysisPhase,
         result: &'static str,
@@ -403,6 +408,18 @@ impl<'a> Planner<'a> {
                 // flip's plan may also have seen the last tests pass: read them again.
                 let rollout = self.status.rollout.clone().expect("matched above");
                 self.record_finished_tests(&rollout);
+                // So did the sample that passed the pre-promotion analysis, if any.
+                if self
+                    .status
+                    .analysis
+                    .as_ref()
+                    .is_some_and(|a| a.rollout == rollout.id())
+                {
+                    self.end_analysis(
+                        bluegreen_crd::AnalysisResult::Passed,
+                        "passed (the flip shows it; its last sample was lost with the status)",
+                    );
+                }
                 self.finish_promotion(&rollout);
             }
             (Some((color, revision)), None) => {
@@ -486,8 +503,14 @@ impl<'a> Planner<'a> {
         let verifies = self.analyses(rollout, bluegreen_crd::AnalysisPhase::PostPromotion);
         if verifies {
             let mut verifying = rollout.clone();
+            // Set from the flip alone, so that a flip whose status was lost records the same.
+            verifying.progressing_since = now.clone();
             verifying.stage = bluegreen_crd::RolloutStage::Verifying {
-                tests_passed_at: rollout.stage.tests_passed_at().cloned().unwrap_or(now.clone()),
+                tests_passed_at: rollout
+                    .stage
+                    .tests_passed_at()
+                    .cloned()
+                    .unwrap_or(now.clone()),
                 promoted_at: now.clone(),
             };
             self.start_analysis(&verifying, bluegreen_crd::AnalysisPhase::PostPromotion);

@@ -42,7 +42,10 @@ impl Prometheus {
 
     /// Takes the sample: every check's query, concurrently, each bounded by the timeout.
     pub async fn sample(&self, request: &SampleRequest, taken_at: Timestamp) -> AnalysisSample {
-        let address = request.address.as_deref().or(self.default_address.as_deref());
+        let address = request
+            .address
+            .as_deref()
+            .or(self.default_address.as_deref());
         let client = address.map(|a| self.client(a));
         let at = taken_at.as_second();
         let readings = join_all(request.queries.iter().map(|(name, query)| {
@@ -90,7 +93,8 @@ impl Prometheus {
                     )),
                 },
                 Data::Matrix(_) => Reading::Inconclusive(
-                    "the query returned a range vector; it must return one value at one instant".into(),
+                    "the query returned a range vector; it must return one value at one instant"
+                        .into(),
                 ),
             },
         }

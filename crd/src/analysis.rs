@@ -169,7 +169,9 @@ impl TemplateValues<'_> {
                 other => {
                     return Err(format!(
                         "unknown template variable '{{{{{other}}}}}'; use one of {}",
-                        TEMPLATE_VARIABLES.map(|v| format!("{{{{{v}}}}}")).join(", ")
+                        TEMPLATE_VARIABLES
+                            .map(|v| format!("{{{{{v}}}}}"))
+                            .join(", ")
                     ));
                 }
             };
@@ -246,8 +248,19 @@ impl PostPromotionAnalysis {
 }
 
 /// The two places analysis runs.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(strum::Display, strum::IntoStaticStr)]
+#[derive(
+    JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "PascalCase")]
 pub enum AnalysisPhase {
     /// On the cold color, after its smoke tests, before the flip.
@@ -374,7 +387,12 @@ mod tests {
             values.render(r#"up{color="{{color}}",rev="{{ revision }}",v="{{version}}",r="{{release}}",ns="{{namespace}}"}"#),
             Ok(r#"up{color="green",rev="abc",v="1.2.3",r="web",ns="shop"}"#.to_string())
         );
-        assert!(values.render("up{x=\"{{colour}}\"}").unwrap_err().contains("{{colour}}"));
+        assert!(
+            values
+                .render("up{x=\"{{colour}}\"}")
+                .unwrap_err()
+                .contains("{{colour}}")
+        );
         assert!(values.render("up{x=\"{{color\"}").is_err());
     }
 

@@ -317,7 +317,10 @@ fn check_smoke_tests(errors: &mut Errors, release: &BlueGreenRelease, release_na
 fn check_analysis(errors: &mut Errors, analysis: &AnalysisSpec) {
     use crate::analysis::{DURATION_PATTERN, MAX_CHECKS, parse_duration};
     if let Err(message) = parse_duration(&analysis.interval) {
-        errors.push("spec.analysis.interval", format!("{message} ({DURATION_PATTERN})"));
+        errors.push(
+            "spec.analysis.interval",
+            format!("{message} ({DURATION_PATTERN})"),
+        );
     } else if analysis.interval() > std::time::Duration::from_secs(3600) {
         errors.push("spec.analysis.interval", "must be at most 1h");
     }
@@ -342,7 +345,12 @@ fn check_analysis(errors: &mut Errors, analysis: &AnalysisSpec) {
                 format!("must be between 1 and 100 (is {})", pre.samples),
             );
         }
-        check_analysis_checks(errors, "spec.analysis.prePromotion.checks", &pre.checks, MAX_CHECKS);
+        check_analysis_checks(
+            errors,
+            "spec.analysis.prePromotion.checks",
+            &pre.checks,
+            MAX_CHECKS,
+        );
     }
     if let Some(post) = &analysis.post_promotion {
         match parse_duration(&post.duration) {
@@ -350,9 +358,10 @@ fn check_analysis(errors: &mut Errors, analysis: &AnalysisSpec) {
                 "spec.analysis.postPromotion.duration",
                 format!("{message} ({DURATION_PATTERN})"),
             ),
-            Ok(d) if d.as_secs() < 1 => {
-                errors.push("spec.analysis.postPromotion.duration", "must be at least 1s")
-            }
+            Ok(d) if d.as_secs() < 1 => errors.push(
+                "spec.analysis.postPromotion.duration",
+                "must be at least 1s",
+            ),
             Ok(_) => {}
         }
         if !(0..=100).contains(&post.failure_limit) {
@@ -361,37 +370,65 @@ fn check_analysis(errors: &mut Errors, analysis: &AnalysisSpec) {
                 format!("must be between 0 and 100 (is {})", post.failure_limit),
             );
         }
-        check_analysis_checks(errors, "spec.analysis.postPromotion.checks", &post.checks, MAX_CHECKS);
+        check_analysis_checks(
+            errors,
+            "spec.analysis.postPromotion.checks",
+            &post.checks,
+            MAX_CHECKS,
+        );
     }
 }
 
 fn check_analysis_checks(errors: &mut Errors, field: &str, checks: &[AnalysisCheck], max: usize) {
     if checks.is_empty() || checks.len() > max {
-        errors.push(field, format!("must list 1 to {max} checks (has {})", checks.len()));
+        errors.push(
+            field,
+            format!("must list 1 to {max} checks (has {})", checks.len()),
+        );
     }
     let mut names = BTreeSet::new();
     for (i, check) in checks.iter().enumerate() {
         let at = format!("{field}[{i}]");
         if !is_dns1123_label(&check.name) {
-            errors.push(format!("{at}.name"), format!("'{}' must be a DNS label (lowercase letters, digits, '-')", check.name));
+            errors.push(
+                format!("{at}.name"),
+                format!(
+                    "'{}' must be a DNS label (lowercase letters, digits, '-')",
+                    check.name
+                ),
+            );
         } else if !names.insert(check.name.as_str()) {
-            errors.push(format!("{at}.name"), format!("'{}' is listed twice", check.name));
+            errors.push(
+                format!("{at}.name"),
+                format!("'{}' is listed twice", check.name),
+            );
         }
         let bounds = [check.min, check.max];
         match bounds {
-            [None, None] => errors.push(format!("{at}"), format!("check '{}' needs min, max or both", check.name)),
+            [None, None] => errors.push(
+                at.clone(),
+                format!("check '{}' needs min, max or both", check.name),
+            ),
             [Some(min), Some(max)] if min > max => errors.push(
                 format!("{at}.min"),
-                format!("check '{}': min {min} is greater than max {max}", check.name),
+                format!(
+                    "check '{}': min {min} is greater than max {max}",
+                    check.name
+                ),
             ),
             _ => {}
         }
         if bounds.iter().flatten().any(|b| !b.is_finite()) {
-            errors.push(format!("{at}"), format!("check '{}': bounds must be finite numbers", check.name));
+            errors.push(
+                at.clone(),
+                format!("check '{}': bounds must be finite numbers", check.name),
+            );
         }
         let rendered = TemplateValues::EXAMPLE.render(&check.query);
         let parsed = rendered.and_then(|query| {
-            promql_parser::parser::parse(&query).map(|_| ()).map_err(|e| e.to_string())
+            promql_parser::parser::parse(&query)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         });
         if let Err(problem) = parsed {
             errors.push(

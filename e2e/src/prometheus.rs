@@ -111,7 +111,10 @@ pub struct PrometheusServer {
 impl PrometheusServer {
     /// Starts Prometheus (`$BLUEGREEN_PROMETHEUS`, else `prometheus` on PATH) under `dir`
     /// and waits until it has scraped the exporter.
-    pub async fn start(dir: PathBuf, exporter: &Exporter) -> Result<PrometheusServer, HarnessError> {
+    pub async fn start(
+        dir: PathBuf,
+        exporter: &Exporter,
+    ) -> Result<PrometheusServer, HarnessError> {
         std::fs::create_dir_all(&dir)?;
         let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = format!("127.0.0.1:{port}");
@@ -145,12 +148,16 @@ impl PrometheusServer {
             child: Some(child),
             _dir: dir,
         };
-        eventually("Prometheus scraped the exporter", Duration::from_secs(60), || async {
-            let (code, body) = http_get(&addr, "/api/v1/query?query=http_requests_total")
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((code == 200 && body.contains("\"color\":\"green\"")).then_some(()))
-        })
+        eventually(
+            "Prometheus scraped the exporter",
+            Duration::from_secs(60),
+            || async {
+                let (code, body) = http_get(&addr, "/api/v1/query?query=http_requests_total")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((code == 200 && body.contains("\"color\":\"green\"")).then_some(()))
+            },
+        )
         .await?;
         Ok(server)
     }
@@ -165,16 +172,23 @@ impl PrometheusServer {
     pub async fn wait_for_error_rate(&self, color: &str, ratio: f64) -> Result<(), HarnessError> {
         let query = ERROR_RATE_QUERY.replace("{{color}}", color);
         let path = format!("/api/v1/query?query={}", percent_encode(&query));
-        eventually(&format!("Prometheus reads {color} at {ratio}"), Duration::from_secs(60), || async {
-            let (_, body) = http_get(&self.addr, &path).await.map_err(|e| e.to_string())?;
-            let answer: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-            let value = answer["data"]["result"][0]["value"][1]
-                .as_str()
-                .and_then(|v| v.parse::<f64>().ok())
-                .ok_or_else(|| body.clone())?;
-            // Rates are extrapolated at the window's edges: close, not exact.
-            Ok(((value - ratio).abs() < 0.005).then_some(()))
-        })
+        eventually(
+            &format!("Prometheus reads {color} at {ratio}"),
+            Duration::from_secs(60),
+            || async {
+                let (_, body) = http_get(&self.addr, &path)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let answer: serde_json::Value =
+                    serde_json::from_str(&body).map_err(|e| e.to_string())?;
+                let value = answer["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .ok_or_else(|| body.clone())?;
+                // Rates are extrapolated at the window's edges: close, not exact.
+                Ok(((value - ratio).abs() < 0.005).then_some(()))
+            },
+        )
         .await
     }
 

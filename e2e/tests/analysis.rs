@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use bluegreen_crd::{AnalysisPhase, AnalysisResult, Color, Outcome, Phase};
 use bluegreen_e2e::{
-    eventually, http_get,
+    eventually,
     fixture::{Fixture, TIMEOUT, release},
+    http_get,
     prometheus::{ERROR_RATE_QUERY, Exporter, PrometheusServer},
 };
 use serde_json::{Value, json};
@@ -76,7 +77,11 @@ async fn analysis_gates_the_flip_and_verifies_it() {
             })
         })
         .await;
-    assert_eq!(gated.active_version.as_deref(), Some("1"), "no flip before the gate passed");
+    assert_eq!(
+        gated.active_version.as_deref(),
+        Some("1"),
+        "no flip before the gate passed"
+    );
     let verifying = f
         .status_when("Verifying", |s| s.phase == Some(Phase::Verifying))
         .await;
@@ -92,7 +97,10 @@ async fn analysis_gates_the_flip_and_verifies_it() {
     let entry = &stable.history[0];
     assert_eq!(entry.outcome, Outcome::Promoted);
     let promoted = entry.promoted_at.as_ref().unwrap().0.as_second();
-    assert!(entry.finished_at.0.as_second() >= promoted + 6, "verified for the window");
+    assert!(
+        entry.finished_at.0.as_second() >= promoted + 6,
+        "verified for the window"
+    );
     // The previous color's scale-down delay starts when verification passed.
     assert_eq!(stable.standby.as_ref().unwrap().since, entry.finished_at);
 
@@ -120,12 +128,19 @@ async fn a_failing_pre_promotion_analysis_leaves_the_active_service_untouched() 
     let live = f.active_selector().await;
     // The cold color serves 5% errors before it is even deployed (the exporter's counters).
     a.exporter.set_error_ratio("green", 0.05);
-    a.prometheus.wait_for_error_rate("green", 0.05).await.unwrap();
+    a.prometheus
+        .wait_for_error_rate("green", 0.05)
+        .await
+        .unwrap();
     f.apply(&analysed("shop:2", Some(&url), Some(2), None));
     let failed = f
         .status_when("Failed", |s| s.phase == Some(Phase::Failed))
         .await;
-    assert_eq!(f.active_selector().await, live, "the active Service is untouched");
+    assert_eq!(
+        f.active_selector().await,
+        live,
+        "the active Service is untouched"
+    );
     let stalled = failed.condition("Stalled").unwrap();
     assert_eq!(stalled.reason, "AnalysisFailed");
     assert!(
@@ -134,9 +149,14 @@ async fn a_failing_pre_promotion_analysis_leaves_the_active_service_untouched() 
         "{}",
         stalled.message
     );
-    let read = failed.analysis.as_ref().unwrap().checks[0].last_value.unwrap();
+    let read = failed.analysis.as_ref().unwrap().checks[0]
+        .last_value
+        .unwrap();
     // Around 5% (Prometheus extrapolates rates at the window's edges), above the bound.
-    assert!((0.01..0.1).contains(&read) && read > 0.01, "the error rate was read: {read}");
+    assert!(
+        (0.01..0.1).contains(&read) && read > 0.01,
+        "the error rate was read: {read}"
+    );
     assert_eq!(failed.history[0].outcome, Outcome::Failed);
     eventually("green scaled to zero", TIMEOUT, || async {
         Ok((f.rs_replicas(Color::Green).await == 0).then_some(()))
@@ -152,7 +172,11 @@ async fn a_failing_pre_promotion_analysis_leaves_the_active_service_untouched() 
 async fn flip_back_with_blue_warm(f: &Fixture) -> f64 {
     let start = Instant::now();
     eventually("flipped back to blue", TIMEOUT, || async {
-        assert_eq!(f.rs_replicas(Color::Blue).await, 2, "blue at full size throughout");
+        assert_eq!(
+            f.rs_replicas(Color::Blue).await,
+            2,
+            "blue at full size throughout"
+        );
         Ok((f.active_selector().await.0 == "blue").then_some(()))
     })
     .await
@@ -182,8 +206,17 @@ async fn a_failing_verification_flips_back_with_the_previous_color_warm() {
     let stalled = status.condition("Stalled").unwrap();
     assert_eq!(stalled.reason, "VerificationFailed", "{}", stalled.message);
     let failed = &status.history[1];
-    assert_eq!((failed.version.as_str(), failed.outcome), ("2", Outcome::RolledBack));
-    assert!(failed.reason.as_deref().unwrap().starts_with("VerificationFailed: "));
+    assert_eq!(
+        (failed.version.as_str(), failed.outcome),
+        ("2", Outcome::RolledBack)
+    );
+    assert!(
+        failed
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("VerificationFailed: ")
+    );
     let record = status.analysis.clone().unwrap();
     assert_eq!(record.result, AnalysisResult::Failed);
     // From the failing sample (its record) to the flip back (the rollback's history entry).
@@ -193,7 +226,10 @@ async fn a_failing_verification_flips_back_with_the_previous_color_warm() {
         "analysis: failing sample -> flip back: {} s (status times); error ratio set -> flip back: {waited:.1} s (wall clock, includes the 5 s rate window)",
         flipped - sampled
     );
-    assert_eq!(status.blocked_revision.as_deref(), failed.revision.as_str().into());
+    assert_eq!(
+        status.blocked_revision.as_deref(),
+        failed.revision.as_str().into()
+    );
     let events = f.env.kubectl(&["get", "events"]).unwrap();
     assert!(events.contains("VerificationFailed"), "{events}");
 }
@@ -212,13 +248,18 @@ async fn a_prometheus_outage_during_verification_rolls_back() {
     .await;
     a.prometheus.kill();
     flip_back_with_blue_warm(&a.f).await;
-    let status = a
-        .f
-        .status_when("RolledBack", |s| s.phase == Some(Phase::RolledBack))
-        .await;
+    let status =
+        a.f.status_when("RolledBack", |s| s.phase == Some(Phase::RolledBack))
+            .await;
     let message = &status.condition("Stalled").unwrap().message;
-    assert!(message.contains("inconclusive samples in a row"), "{message}");
-    assert!(message.contains(&url), "names the unreachable Prometheus: {message}");
+    assert!(
+        message.contains("inconclusive samples in a row"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&url),
+        "names the unreachable Prometheus: {message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,8 +279,12 @@ async fn a_malformed_query_is_refused_before_anything_is_deployed() {
     let stalled = status.condition("Stalled").unwrap();
     assert_eq!(stalled.reason, "InvalidSpec");
     assert!(
-        stalled.message.contains("spec.analysis.prePromotion.checks[0].query")
-            && stalled.message.contains("check 'error-rate' is not valid PromQL"),
+        stalled
+            .message
+            .contains("spec.analysis.prePromotion.checks[0].query")
+            && stalled
+                .message
+                .contains("check 'error-rate' is not valid PromQL"),
         "{}",
         stalled.message
     );

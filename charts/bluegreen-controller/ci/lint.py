@@ -91,10 +91,17 @@ CASES = [
                 "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
                 "apiServerCIDRs": ["10.0.0.1/32"],
                 "apiServerPorts": [6443],
-            }
+                "prometheusPorts": [9090],
+                "prometheusTo": [{"namespaceSelector": {"matchLabels": {"name": "observability"}}}],
+            },
+            "prometheus": {"address": "http://prometheus.observability:9090"},
         },
         [
             ("networkpolicy.yaml", "kind: NetworkPolicy", True),
+            ("networkpolicy.yaml", "- port: 9090", True),
+            ("networkpolicy.yaml", "name: observability", True),
+            ("networkpolicy.yaml", "- port: 53", True),
+            ("deployment.yaml", 'value: "http://prometheus.observability:9090"', True),
             ("networkpolicy.yaml", "- port: 8080", True),
             ("networkpolicy.yaml", "name: monitoring", True),
             ("networkpolicy.yaml", "cidr: 10.0.0.1/32", True),

@@ -44,6 +44,31 @@ pub fn describe(verb: Verb, release: &BlueGreenRelease) -> String {
         return unlikely("the release is paused (spec.paused)".into());
     }
     let rollout = status.rollout.as_ref();
+    let verifying = rollout.filter(|r| r.stage.is_flipped());
+    let standby = status
+        .standby
+        .as_ref()
+        .map_or("the previous color".to_string(), |s| {
+            format!("{} (version {})", s.color, s.version)
+        });
+    match (verb, verifying) {
+        (Verb::Promote, Some(r)) => {
+            return format!(
+                "promote {name}: the verification of version {} on {} ends as passed (recorded as a manual override); the scale-down delay of {standby} starts then",
+                r.version, r.color
+            );
+        }
+        (Verb::Abort | Verb::Rollback, Some(r)) => {
+            return format!(
+                "{} {name}: version {} is taken back during its verification: the active Service moves from {} back to the warm {standby} in one write, and revision {} is not deployed again until the spec changes or a retry",
+                verb.as_str(),
+                r.version,
+                r.color,
+                short(&r.revision)
+            );
+        }
+        _ => {}
+    }
     match verb {
         Verb::Promote => {
             match rollout.filter(|r| r.stage.tests_passed_at().is_some() && !r.is_rollback()) {

@@ -3,8 +3,8 @@
 //! tested against golden output.
 
 use bluegreen_crd::{
-    BlueGreenRelease, Color, ConditionType, LastAction, Phase, PromotionMode, RolloutStage,
-    SmokeTestPhase,
+    AnalysisStatus, BlueGreenRelease, Color, ConditionType, LastAction, Phase, PromotionMode,
+    RolloutStage, SmokeTestPhase,
 };
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::{apps::v1::ReplicaSet, events::v1::Event};
@@ -39,6 +39,9 @@ pub struct StatusView {
     pub standby: Option<StandbyView>,
     pub progress: Option<Progress>,
     pub smoke_tests: Vec<TestView>,
+    /// The analysis of the current (or last) analysed stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
     pub conditions: Vec<ConditionView>,
     pub last_action: Option<LastAction>,
     pub events: Vec<EventView>,
@@ -223,6 +226,7 @@ impl StatusView {
             standby,
             progress,
             smoke_tests,
+            analysis: status.analysis.clone(),
             conditions,
             last_action: status.last_action.clone(),
             events: newest_events(&name, release.metadata.uid.as_deref(), events),

@@ -96,6 +96,28 @@ pub fn render(view: &StatusView, now: Timestamp) -> String {
             .collect();
         lines.block("Smoke tests", &output::table(&rows));
     }
+    if let Some(a) = &view.analysis {
+        let mut rows: Vec<Vec<String>> = vec![vec![
+            format!("{} {:?}", a.phase, a.result),
+            format!(
+                "{} samples: {} passed, {} failed, {} inconclusive",
+                a.samples, a.passed, a.failed, a.inconclusive
+            ),
+        ]];
+        rows.extend(a.checks.iter().map(|c| {
+            vec![
+                c.name.clone(),
+                format!(
+                    "last {} ({} passed, {} failed, {} inconclusive)",
+                    c.last_value.map_or_else(|| "-".into(), |v| v.to_string()),
+                    c.passed,
+                    c.failed,
+                    c.inconclusive
+                ),
+            ]
+        }));
+        lines.block("Analysis", &output::table(&rows));
+    }
     if !view.conditions.is_empty() {
         let rows: Vec<Vec<String>> = view
             .conditions

@@ -24,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::rollout::{Next, Step};
 use super::{HistoryEntry, Occurrence, Planner, Stall, Write};
-use crate::observe::{ReplicaSetView, Reading};
+use crate::observe::{Reading, ReplicaSetView};
 
 /// What one sample said about every check of its stage.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,9 +102,7 @@ impl Planner<'_> {
                 r.version, r.color
             );
             self.end_analysis(AnalysisResult::Failed, &message);
-            let snapshot = r.clone();
-            self.fail(&snapshot, Outcome::Failed, "AnalysisFailed", message);
-            return Next::Stay(Step::Failed);
+            return Next::Stay(self.wait_for_record(Phase::Testing, message));
         }
         let needed = self
             .release
@@ -119,8 +117,9 @@ impl Planner<'_> {
                 AnalysisResult::Passed,
                 &format!("{needed} samples in a row passed"),
             );
+            // The auto-promote delay counts from the smoke tests, as without analysis.
             return Next::Enter(RolloutStage::Promoting {
-                tests_passed_at: self.now(),
+                tests_passed_at,
                 promote_requested: false,
             });
         }
@@ -133,10 +132,9 @@ impl Planner<'_> {
                 record.consecutive_passed,
                 record.message.as_deref().unwrap_or("no sample taken"),
             );
+            // Recorded first, like a failed sample (`fail_on_recorded_analysis`).
             self.end_analysis(AnalysisResult::Failed, &message);
-            let snapshot = r.clone();
-            self.fail(&snapshot, Outcome::Failed, "AnalysisFailed", message);
-            return Next::Stay(Step::Failed);
+            return Next::Stay(self.wait_for_record(Phase::Testing, message));
         };
         self.requeue_in(left);
         self.requeue_for_next_sample(&record);
@@ -167,8 +165,12 @@ impl Planner<'_> {
             .filter(|_| self.analyses(r, phase))
         else {
             // Verification was removed from the spec meanwhile: the release is verified.
-            self.close_promotion(r, promoted_at, Some("verification removed from the spec".into()));
-            return Step::Flipped;
+            self.close_promotion(
+                r,
+                promoted_at,
+                Some("verification removed from the spec".into()),
+            );
+            return Step::Verified;
         };
         self.ensure_analysis(r, phase);
         let verdict = self.take_sample(r, phase);
@@ -220,7 +222,7 @@ impl Planner<'_> {
                 &format!("{} of {} samples passed", record.passed, record.samples),
             );
             self.close_promotion(r, promoted_at, None);
-            return Step::Flipped;
+            return Step::Verified;
         }
         if let Some(left) = self.remaining(promoted_at, window) {
             self.requeue_in(left);
@@ -391,6 +393,29 @@ impl Planner<'_> {
         if !current {
             self.start_analysis(r, phase);
         }
+    }
+
+    /// The stored status records that this rollout's pre-promotion analysis failed: the
+    /// rollout fails now, whatever the cold color looks like (it is scaled down in this
+    /// plan). The failed sample is recorded first because it is not in the world: a
+    /// controller killed after the scale-down but before the status would otherwise find
+    /// the cold color shrunk for no reason it can see, grow it and start over (invariant 6).
+    pub(super) fn fail_on_recorded_analysis(&mut self, r: &RolloutStatus) -> bool {
+        let Some(message) = self.recorded_failure(r, AnalysisPhase::PrePromotion) else {
+            return false;
+        };
+        self.fail(r, Outcome::Failed, "AnalysisFailed", message);
+        true
+    }
+
+    /// The stored status records that this rollout's analysis failed: its words.
+    fn recorded_failure(&self, r: &RolloutStatus, phase: AnalysisPhase) -> Option<String> {
+        self.before
+            .analysis
+            .as_ref()
+            .filter(|a| a.phase == phase && a.rollout == r.id())
+            .filter(|a| a.result == AnalysisResult::Failed)
+            .map(|a| a.message.clone().unwrap_or_default())
     }
 
     /// Marks the analysis record with how it ended.

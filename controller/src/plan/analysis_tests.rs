@@ -120,7 +120,11 @@ fn the_flip_waits_for_enough_passing_samples_in_a_row() {
     sample(&mut sim);
     let record = sim.status().analysis.unwrap();
     assert_eq!(record.phase, AnalysisPhase::PrePromotion);
-    assert_eq!((record.samples, record.consecutive_passed), (2, 2), "{record:#?}");
+    assert_eq!(
+        (record.samples, record.consecutive_passed),
+        (2, 2),
+        "{record:#?}"
+    );
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
     // An inconclusive sample breaks the streak; it is never a pass.
     sim.readings.insert(
@@ -132,7 +136,8 @@ fn the_flip_waits_for_enough_passing_samples_in_a_row() {
     assert_eq!(record.consecutive_passed, 0);
     assert_eq!(record.checks[0].last_value, None);
     assert!(sim.status().message.unwrap().contains("no data"));
-    sim.readings.insert("error-rate".into(), Reading::Value(0.001));
+    sim.readings
+        .insert("error-rate".into(), Reading::Value(0.001));
     for _ in 0..3 {
         sample(&mut sim);
         assert_eq!(sim.active_target().unwrap().0, Color::Blue);
@@ -148,7 +153,8 @@ fn the_flip_waits_for_enough_passing_samples_in_a_row() {
 #[test]
 fn a_failed_pre_promotion_sample_fails_the_rollout_and_leaves_the_active_service_alone() {
     let mut sim = upgrading(Some(4), None);
-    sim.readings.insert("error-rate".into(), Reading::Value(0.05));
+    sim.readings
+        .insert("error-rate".into(), Reading::Value(0.05));
     sample(&mut sim);
     let status = sim.status();
     assert_eq!(phase(&sim), Phase::Failed);
@@ -156,10 +162,18 @@ fn a_failed_pre_promotion_sample_fails_the_rollout_and_leaves_the_active_service
     assert_eq!(sim.replica_sets[&Color::Green].desired, 0);
     let stalled = status.condition("Stalled").unwrap();
     assert_eq!(stalled.reason, "AnalysisFailed");
-    assert!(stalled.message.contains("'error-rate' returned 0.05, which is not <= 0.01"));
+    assert!(
+        stalled
+            .message
+            .contains("'error-rate' returned 0.05, which is not <= 0.01")
+    );
     assert_eq!(status.history[0].outcome, Outcome::Failed);
     let events: Vec<_> = sim.history.iter().flat_map(|p| &p.events).collect();
-    assert!(events.iter().any(|e| e.warning && e.reason == "AnalysisFailed"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.warning && e.reason == "AnalysisFailed")
+    );
     assert_eq!(status.blocked_revision, Some(sim.desired_revision()));
 }
 
@@ -168,7 +182,9 @@ fn inconclusive_samples_before_the_flip_count_against_the_deadline() {
     let mut sim = upgrading(Some(2), None);
     sim.readings.insert(
         "error-rate".into(),
-        Reading::Inconclusive("Prometheus at http://prometheus:9090 did not answer within 5s".into()),
+        Reading::Inconclusive(
+            "Prometheus at http://prometheus:9090 did not answer within 5s".into(),
+        ),
     );
     for _ in 0..70 {
         sample(&mut sim);
@@ -190,27 +206,45 @@ fn verification_holds_the_previous_color_at_full_size_then_passes_and_starts_its
     assert_eq!(phase(&sim), Phase::Verifying);
     assert!(matches!(stage(&sim), Some(RolloutStage::Verifying { .. })));
     assert_eq!(sim.status().condition("Ready").unwrap().status, "False");
-    assert_eq!(sim.status().condition("Reconciling").unwrap().status, "True");
+    assert_eq!(
+        sim.status().condition("Reconciling").unwrap().status,
+        "True"
+    );
     // The preview fields and Service describe the way back, the previous color.
     assert_eq!(sim.status().preview_color, Some(Color::Blue));
     let promoted_at = sim.now;
     for _ in 0..(WINDOW / INTERVAL) {
         assert_eq!(phase(&sim), Phase::Verifying);
         let full = sim.release.spec.replicas;
-        assert_eq!(sim.replica_sets[&Color::Blue].desired, full, "blue kept warm");
+        assert_eq!(
+            sim.replica_sets[&Color::Blue].desired,
+            full,
+            "blue kept warm"
+        );
         sample(&mut sim);
     }
     assert_eq!(phase(&sim), Phase::Stable);
     let status = sim.status();
     assert_eq!(status.history[0].outcome, Outcome::Promoted);
-    assert_eq!(status.history[0].promoted_at.as_ref().unwrap().0.as_second(), promoted_at);
+    assert_eq!(
+        status.history[0]
+            .promoted_at
+            .as_ref()
+            .unwrap()
+            .0
+            .as_second(),
+        promoted_at
+    );
     assert!(status.history[0].finished_at.0.as_second() >= promoted_at + WINDOW);
     // The scale-down delay counts from the end of verification (invariant 7).
     let standby = status.standby.unwrap();
     assert_eq!(standby.since, status.history[0].finished_at);
     sim.advance(29);
     quiet(&mut sim);
-    assert_eq!(sim.replica_sets[&Color::Blue].desired, sim.release.spec.replicas);
+    assert_eq!(
+        sim.replica_sets[&Color::Blue].desired,
+        sim.release.spec.replicas
+    );
     sim.advance(2);
     quiet(&mut sim);
     assert_eq!(sim.replica_sets[&Color::Blue].desired, 0);
@@ -219,7 +253,8 @@ fn verification_holds_the_previous_color_at_full_size_then_passes_and_starts_its
 #[test]
 fn failed_samples_beyond_the_limit_flip_back_to_the_previous_color() {
     let mut sim = upgrading(None, Some(1));
-    sim.readings.insert("error-rate".into(), Reading::Value(0.2));
+    sim.readings
+        .insert("error-rate".into(), Reading::Value(0.2));
     sample(&mut sim);
     assert_eq!(phase(&sim), Phase::Verifying, "one failure is tolerated");
     assert_eq!(sim.active_target().unwrap().0, Color::Green);
@@ -229,16 +264,33 @@ fn failed_samples_beyond_the_limit_flip_back_to_the_previous_color() {
     let status = sim.status();
     assert_eq!(phase(&sim), Phase::RolledBack);
     let stalled = status.condition("Stalled").unwrap();
-    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "VerificationFailed"));
-    assert!(stalled.message.contains("2 failed samples"), "{}", stalled.message);
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "VerificationFailed")
+    );
+    assert!(
+        stalled.message.contains("2 failed samples"),
+        "{}",
+        stalled.message
+    );
     assert_eq!(status.history[1].outcome, Outcome::RolledBack);
-    assert!(status.history[1].reason.as_ref().unwrap().starts_with("VerificationFailed: "));
+    assert!(
+        status.history[1]
+            .reason
+            .as_ref()
+            .unwrap()
+            .starts_with("VerificationFailed: ")
+    );
     assert!(status.history[1].promoted_at.is_some());
     assert_eq!(status.history[0].outcome, Outcome::RolledBack);
     assert_eq!(status.blocked_revision, Some(sim.desired_revision()));
     assert_eq!(status.analysis.unwrap().result, AnalysisResult::Failed);
     let events: Vec<_> = sim.history.iter().flat_map(|p| &p.events).collect();
-    assert!(events.iter().any(|e| e.warning && e.reason == "VerificationFailed"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.warning && e.reason == "VerificationFailed")
+    );
     // Held: the failed revision is not redeployed, and nothing moves on its own.
     sim.advance(600);
     quiet(&mut sim);
@@ -260,19 +312,31 @@ fn a_prometheus_outage_during_verification_rolls_back() {
         Reading::Inconclusive("Prometheus at http://prometheus:9090: connection refused".into()),
     );
     sample(&mut sim);
-    assert_eq!(sim.active_target().unwrap().0, Color::Green, "one inconclusive");
+    assert_eq!(
+        sim.active_target().unwrap().0,
+        Color::Green,
+        "one inconclusive"
+    );
     assert!(sim.status().message.unwrap().contains("connection refused"));
     sample(&mut sim);
-    assert_eq!(sim.active_target().unwrap().0, Color::Blue, "limit + 2 in a row");
+    assert_eq!(
+        sim.active_target().unwrap().0,
+        Color::Blue,
+        "limit + 2 in a row"
+    );
     let message = sim.status().condition("Stalled").unwrap().message.clone();
-    assert!(message.contains("inconclusive samples in a row"), "{message}");
+    assert!(
+        message.contains("inconclusive samples in a row"),
+        "{message}"
+    );
 }
 
 #[test]
 fn the_flip_back_waits_for_the_previous_color_to_be_fully_available() {
     let mut sim = upgrading(None, Some(0));
     sim.set_available(Color::Blue, 0);
-    sim.readings.insert("error-rate".into(), Reading::Value(1.0));
+    sim.readings
+        .insert("error-rate".into(), Reading::Value(1.0));
     sim.advance(INTERVAL);
     for _ in 0..3 {
         let plan = sim.reconcile();
@@ -298,9 +362,17 @@ fn promote_during_analysis_or_verification_ends_it_as_passed() {
     assert_eq!(phase(&sim), Phase::Stable, "{:#?}", status.last_action);
     assert_eq!(status.history[0].outcome, Outcome::Promoted);
     let reason = status.history[0].reason.clone().unwrap();
-    assert!(reason.starts_with("ManualOverride: post-promotion verification ended by promote (action p2)"), "{reason}");
+    assert!(
+        reason.starts_with(
+            "ManualOverride: post-promotion verification ended by promote (action p2)"
+        ),
+        "{reason}"
+    );
     assert_eq!(status.analysis.unwrap().result, AnalysisResult::Overridden);
-    assert_eq!(status.last_action.unwrap().result, bluegreen_crd::ActionResult::Accepted);
+    assert_eq!(
+        status.last_action.unwrap().result,
+        bluegreen_crd::ActionResult::Accepted
+    );
 }
 
 #[test]
@@ -361,7 +433,15 @@ fn samples_are_counted_once_and_an_unchanged_world_is_quiet() {
     let samples: usize = sim.history[plans_before..]
         .iter()
         .flat_map(|p| &p.occurrences)
-        .filter(|o| matches!(o, Occurrence::AnalysisSample { phase: AnalysisPhase::PostPromotion, .. }))
+        .filter(|o| {
+            matches!(
+                o,
+                Occurrence::AnalysisSample {
+                    phase: AnalysisPhase::PostPromotion,
+                    ..
+                }
+            )
+        })
         .count();
     // The first sample came with the flip's recorded stage (in `upgrading`), the second now.
     assert_eq!(samples as i32 + 1, record.samples);
@@ -384,17 +464,10 @@ fn no_prometheus_anywhere_stops_the_release_before_it_deploys() {
     assert!(!sim.replica_sets.is_empty());
 }
 
-/// Invariant 6 during Verifying: killed between any two writes (or before the status) of
-/// every plan from the failing sample to the end, the controller converges to the same end:
-/// flipped back once, history complete, no second flip to the failed color.
-#[test]
-fn a_crash_between_any_two_writes_of_a_failing_verification_converges() {
-    let base = {
-        let mut sim = upgrading(None, Some(0));
-        sim.readings.insert("error-rate".into(), Reading::Value(0.5));
-        sim.advance(INTERVAL);
-        sim
-    };
+/// Invariant 6: killed between any two writes (or before the status) of every plan from
+/// `base` to its end, the controller converges to the same end: the same live color, phase
+/// and history, no flip onto `never` after `base`, and no write `forbidden` says it must not.
+fn crash_anywhere_converges(base: Sim, never: Color, forbidden: fn(&Write) -> bool) {
     let reference = {
         let mut sim = base.clone();
         quiet(&mut sim);
@@ -413,20 +486,71 @@ fn a_crash_between_any_two_writes_of_a_failing_verification_converges() {
             crashed.execute(&plan, writes, false);
             crashed.settle();
             quiet(&mut crashed);
-            let end = crashed.status();
-            let want = reference.status();
-            assert_eq!(crashed.active_target(), reference.active_target(), "crash in plan {crash_in} after {writes} writes");
-            assert_eq!(end.phase, want.phase);
+            let at = format!("crash in plan {crash_in} after {writes} writes");
+            let (end, want) = (crashed.status(), reference.status());
+            assert_eq!(crashed.active_target(), reference.active_target(), "{at}");
+            assert_eq!(end.phase, want.phase, "{at}");
             let outcomes = |s: &bluegreen_crd::BlueGreenReleaseStatus| {
-                s.history.iter().map(|h| (h.version.clone(), h.outcome)).collect::<Vec<_>>()
+                s.history
+                    .iter()
+                    .map(|h| (h.version.clone(), h.outcome, h.reason.clone()))
+                    .collect::<Vec<_>>()
             };
-            assert_eq!(outcomes(&end), outcomes(&want), "crash in plan {crash_in} after {writes} writes");
-            let to_green_after_failure = flips(&crashed)
+            assert_eq!(outcomes(&end), outcomes(&want), "{at}");
+            let onto_never = flips(&crashed)
                 .iter()
                 .skip(flips(&base).len())
-                .filter(|c| **c == Color::Green)
+                .filter(|c| **c == never)
                 .count();
-            assert_eq!(to_green_after_failure, 0, "never back onto the failed color");
+            assert_eq!(onto_never, 0, "{at}: a flip onto {never}");
+            let written: Vec<_> = crashed.history[base.history.len()..]
+                .iter()
+                .flat_map(|p| &p.writes)
+                .chain(&plan.writes[..writes])
+                .filter(|w| forbidden(w))
+                .map(Write::describe)
+                .collect();
+            assert!(written.is_empty(), "{at}: {written:?}");
+            let sizes = |sim: &Sim| {
+                sim.replica_sets
+                    .values()
+                    .map(|rs| (rs.color, rs.desired))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(sizes(&crashed), sizes(&reference), "{at}");
         }
     }
+}
+
+/// During Verifying: flipped back once, history complete, never again onto the failed color.
+#[test]
+fn a_crash_between_any_two_writes_of_a_failing_verification_converges() {
+    let mut base = upgrading(None, Some(0));
+    base.readings
+        .insert("error-rate".into(), Reading::Value(0.5));
+    base.advance(INTERVAL);
+    // The way back stays at full size until the flip back.
+    crash_anywhere_converges(
+        base,
+        Color::Green,
+        |w| matches!(w, Write::ScaleReplicaSet { name, .. } if name.ends_with("-blue")),
+    );
+}
+
+/// During Analyzing: failed once, the cold color scaled down and never grown again (the
+/// failed sample is recorded before the scale-down), and no flip at all.
+#[test]
+fn a_crash_between_any_two_writes_of_a_failing_pre_promotion_analysis_converges() {
+    let mut base = upgrading(Some(3), None);
+    base.readings
+        .insert("error-rate".into(), Reading::Value(0.5));
+    base.advance(INTERVAL);
+    crash_anywhere_converges(
+        base.clone(),
+        Color::Green,
+        |w| matches!(w, Write::ScaleReplicaSet { name, replicas } if name.ends_with("-green") && *replicas > 0),
+    );
+    let mut sim = base;
+    quiet(&mut sim);
+    assert_eq!(phase(&sim), Phase::Failed);
 }

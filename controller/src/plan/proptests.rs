@@ -23,7 +23,27 @@ use proptest::test_runner::{Config, TestCaseError};
 use super::testkit::{Sim, release};
 use super::{Occurrence, Plan, Write};
 use crate::desired;
-use crate::observe::{self, JobState, ServiceView};
+use crate::observe::{self, JobState, Reading, ServiceView};
+
+/// `spec.analysis` of a setup: the same check before and after the flip, 10 s apart.
+fn analysis((pre, post): (bool, Option<i32>)) -> Option<bluegreen_crd::AnalysisSpec> {
+    if !pre && post.is_none() {
+        return None;
+    }
+    let check = serde_json::json!([{"name": "error-rate", "query": "sum(errors)", "max": 0.5}]);
+    let mut analysis = serde_json::json!({
+        "prometheus": {"address": "http://prometheus:9090"},
+        "interval": "10s",
+    });
+    if pre {
+        analysis["prePromotion"] = serde_json::json!({"samples": 2, "checks": check});
+    }
+    if let Some(limit) = post {
+        analysis["postPromotion"] =
+            serde_json::json!({"duration": "60s", "failureLimit": limit, "checks": check});
+    }
+    Some(serde_json::from_value(analysis).expect("a valid analysis"))
+}
 
 const IMAGES: [&str; 3] = ["web:1", "web:2", "web:3"];
 const TESTS: [&str; 2] = ["smoke", "load"];
@@ -64,6 +84,9 @@ struct Setup {
     adopted: bool,
     /// Releases driven to quiet before the events start (0: a fresh release).
     warm: usize,
+    /// `spec.analysis`: a pre-promotion gate, post-promotion verification (with its
+    /// failureLimit), both or neither.
+    analysis: (bool, Option<i32>),
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
@@ -81,12 +104,17 @@ fn setup() -> impl Strategy<Value = Setup> {
             prop::bool::weighted(0.25),
             0..=2usize,
         ),
+        (
+            prop::bool::weighted(0.3),
+            prop::option::weighted(0.3, 0..=1i32),
+        ),
     )
         .prop_map(
             |(
                 (tests, replicas, preview_replicas, standby_replicas),
                 (scale_down_delay, progress_deadline, auto_promote_after),
                 (manual, retest_on_rollback, history_limit, adopted, warm),
+                analysis,
             )| Setup {
                 tests,
                 replicas,
@@ -100,6 +128,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                 history_limit,
                 adopted,
                 warm,
+                analysis,
             },
         )
 }
@@ -143,6 +172,9 @@ enum Event {
         fresh: bool,
     },
     EndpointsLag(bool),
+    /// What Prometheus answers from now on: a value (0 passes, 1 fails the checks'
+    /// bound) or nothing usable.
+    Reading(Option<u8>),
     /// Reconcile, settle and pass Jobs until quiet.
     Converge,
     /// A person or a tool breaks what is live (see [`Tamper`]).
@@ -185,6 +217,7 @@ fn event(crash: u32, scale: u32) -> impl Strategy<Value = Event> {
         3 => (0..VERBS.len(), prop::bool::weighted(0.7))
             .prop_map(|(verb, fresh)| Event::Write { verb, fresh }),
         1 => any::<bool>().prop_map(Event::EndpointsLag),
+        2 => prop::option::weighted(0.8, 0..=1u8).prop_map(Event::Reading),
         2 => Just(Event::Converge),
         1 => prop_oneof![
             Just(Tamper::DeleteActiveReplicaSet),
@@ -255,7 +288,10 @@ impl Harness {
         };
         spec.retest_on_rollback = setup.retest_on_rollback;
         spec.revision_history_limit = setup.history_limit;
+        spec.analysis = analysis(setup.analysis);
         let mut sim = Sim::new(release);
+        sim.readings
+            .insert("error-rate".into(), Reading::Value(0.0));
         if setup.adopted {
             sim.active_service = Some(ServiceView {
                 name: "web-active".into(),
@@ -722,6 +758,15 @@ impl Harness {
                 self.last_id = Some(id);
             }
             Event::EndpointsLag(lag) => self.sim.endpoints_lag = *lag,
+            Event::Reading(reading) => {
+                self.sim.readings.insert(
+                    "error-rate".into(),
+                    match reading {
+                        Some(value) => Reading::Value(f64::from(*value)),
+                        None => Reading::Inconclusive("the query returned no data".into()),
+                    },
+                );
+            }
             Event::Converge => {
                 self.converge()?;
                 self.check_quiet()?;
@@ -799,7 +844,20 @@ fn check_write(
             // the rollout being promoted, unless it was live before (a rollback; not when
             // retestOnRollback asks for the tests again).
             let revision = &rs.revision;
-            let rollback = ledger.promoted.contains(revision) && !spec.retest_on_rollback;
+            // A version taken back during its verification (failed, aborted, rolled back)
+            // returns to the color that served until its flip without retesting it, whatever
+            // retestOnRollback says: getting off the failing version comes first.
+            let taken_back = stored.rollout.as_ref().is_some_and(|r| {
+                &r.revision == revision
+                    && r.skips_tests()
+                    && r.reason.as_deref().is_some_and(|why| {
+                        ["VerificationFailed: ", "Aborted: ", "RollbackRequested: "]
+                            .iter()
+                            .any(|p| why.starts_with(p))
+                    })
+            });
+            let rollback =
+                ledger.promoted.contains(revision) && (!spec.retest_on_rollback || taken_back);
             if !rollback && !spec.smoke_tests.is_empty() {
                 let rollout = stored.rollout.as_ref().filter(|r| &r.revision == revision);
                 let passed =
@@ -1033,6 +1091,21 @@ fn without_transition_times(mut status: BlueGreenReleaseStatus) -> BlueGreenRele
     for entry in &mut status.history {
         entry.reason = entry.reason.as_deref().map(without_pod_count);
     }
+    if let Some(analysis) = status.analysis.as_mut() {
+        // Samples are readings of Prometheus, not of the world: one lost with its status is
+        // taken again (or, after a flip that outlived its status, not needed). The counts
+        // may differ; the stage, the rollout and the verdict may not.
+        let kept = bluegreen_crd::AnalysisStatus::start(
+            analysis.phase,
+            analysis.rollout.clone(),
+            analysis.revision.clone(),
+            analysis.started_at.clone(),
+        );
+        *analysis = bluegreen_crd::AnalysisStatus {
+            result: analysis.result,
+            ..kept
+        };
+    }
     status
 }
 
@@ -1130,6 +1203,7 @@ mod found {
             history_limit: 1,
             adopted: false,
             warm: 0,
+            analysis: (false, None),
         }
     }
 

@@ -133,7 +133,10 @@ impl Planner<'_> {
             match &r.stage {
                 RolloutStage::Verifying { promoted_at, .. } => {
                     // A person vouches for the live version: verification ends as passed.
-                    self.end_analysis(AnalysisResult::Overridden, &format!("ended by promote (action {id})"));
+                    self.end_analysis(
+                        AnalysisResult::Overridden,
+                        &format!("ended by promote (action {id})"),
+                    );
                     let reason = format!(
                         "ManualOverride: post-promotion verification ended by promote (action {id})"
                     );
@@ -144,7 +147,10 @@ impl Planner<'_> {
                     ));
                 }
                 RolloutStage::Analyzing { .. } => {
-                    self.end_analysis(AnalysisResult::Overridden, &format!("ended by promote (action {id})"));
+                    self.end_analysis(
+                        AnalysisResult::Overridden,
+                        &format!("ended by promote (action {id})"),
+                    );
                     let rollout = self.status.rollout.as_mut().expect("matched above");
                     rollout.reason.get_or_insert(format!(
                         "ManualOverride: pre-promotion analysis ended by promote (action {id})"
@@ -183,7 +189,13 @@ impl Planner<'_> {
             ));
         };
         if let RolloutStage::Verifying { promoted_at, .. } = &rollout.stage {
-            return Ok(self.take_back(&rollout, &promoted_at.clone(), Outcome::Aborted, "Aborted", id));
+            return Ok(self.take_back(
+                &rollout,
+                &promoted_at.clone(),
+                Outcome::Aborted,
+                "Aborted",
+                id,
+            ));
         }
         // Aborting only scales the cold color down and cancels Jobs: safe to repeat.
         self.fail(
@@ -215,7 +227,13 @@ impl Planner<'_> {
         if let Some(rollout) = self.status.rollout.clone()
             && let RolloutStage::Verifying { promoted_at, .. } = &rollout.stage
         {
-            return Ok(self.take_back(&rollout, &promoted_at.clone(), Outcome::RolledBack, "RollbackRequested", id));
+            return Ok(self.take_back(
+                &rollout,
+                &promoted_at.clone(),
+                Outcome::RolledBack,
+                "RollbackRequested",
+                id,
+            ));
         }
         if self.status.rollout.is_some() {
             return Err(format!(
@@ -286,7 +304,10 @@ impl Planner<'_> {
             },
         );
         match &self.status.rollout {
-            Some(back) => format!("{message}; flipping back to version {} on {}", back.version, back.color),
+            Some(back) => format!(
+                "{message}; flipping back to version {} on {}",
+                back.version, back.color
+            ),
             None => format!("{message}; there is no warm previous color to flip back to"),
         }
     }

@@ -35,6 +35,9 @@ pub(super) enum Step {
     /// rollback that follows it).
     Failed,
     Flipped,
+    /// The flipped rollout passed its verification; the active color was maintained in
+    /// this plan already.
+    Verified,
 }
 
 /// What a stage decided: stay (with the step's result), or go to another stage.
@@ -119,6 +122,7 @@ impl Planner<'_> {
             Step::Continue => self.status.rollout = Some(rollout),
             Step::Failed => {}
             Step::Flipped => self.after_flip(),
+            Step::Verified => self.live(Phase::Stable),
         }
     }
 
@@ -153,6 +157,10 @@ impl Planner<'_> {
             && self.has_failed_job(r)
             && matches!(self.run_smoke_tests(r), TestsOutcome::Failed)
         {
+            return Step::Failed;
+        }
+        // So did its pre-promotion analysis (recorded before it acts: `analysis.rs`).
+        if matches!(r.stage, RolloutStage::Analyzing { .. }) && self.fail_on_recorded_analysis(r) {
             return Step::Failed;
         }
         let rs = match self.cold_color_in_place(r) {
@@ -193,7 +201,10 @@ impl Planner<'_> {
         let size_before = self.stage_size(r);
         let from = std::mem::replace(&mut r.stage, stage);
         match (&from, &r.stage) {
-            (RolloutStage::Testing { .. } | RolloutStage::Analyzing { .. }, RolloutStage::Deploying) => {
+            (
+                RolloutStage::Testing { .. } | RolloutStage::Analyzing { .. },
+                RolloutStage::Deploying,
+            ) => {
                 // Availability lost while testing: results so far do not count (invariant 8).
                 self.void_tests(r);
                 self.status.analysis = None;
@@ -207,7 +218,9 @@ impl Planner<'_> {
                 None
             }
             (
-                RolloutStage::Deploying | RolloutStage::Testing { .. } | RolloutStage::Analyzing { .. },
+                RolloutStage::Deploying
+                | RolloutStage::Testing { .. }
+                | RolloutStage::Analyzing { .. },
                 RolloutStage::Promoting { .. },
             ) => {
                 // Tests passed: the promotion has a deadline of its own.

@@ -10,6 +10,12 @@ impl Planner<'_> {
     /// The spec's revision is live (or held back): maintain what is there.
     pub(super) fn steady(&mut self, phase: Phase) {
         self.maintain_active();
+        self.live(phase);
+    }
+
+    /// The standby retired on time and the phase said, the active color maintained already
+    /// in this plan (a verification that just passed: its rollout's plan did that).
+    pub(super) fn live(&mut self, phase: Phase) {
         self.maintain_standby();
         if let Some(active) = self.active() {
             let message = match phase {
@@ -220,5 +226,8 @@ impl Planner<'_> {
 
 /// The words of a failed verification, when the newest history entry is its flip back.
 fn verification_failure(entry: Option<&bluegreen_crd::HistoryEntry>) -> Option<&str> {
-    entry?.reason.as_deref()?.strip_prefix("VerificationFailed: ")
+    entry?
+        .reason
+        .as_deref()?
+        .strip_prefix("VerificationFailed: ")
 }

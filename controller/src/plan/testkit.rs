@@ -8,7 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::{Plan, Write, plan};
 use crate::observe::{
-    self, AnalysisSample, EndpointView, Reading, JobState, JobView, Observed, PodView, ReplicaSetView, ServiceView,
+    self, AnalysisSample, EndpointView, JobState, JobView, Observed, PodView, Reading,
+    ReplicaSetView, ServiceView,
 };
 
 pub const T0: i64 = 1_790_000_000;
@@ -89,9 +90,10 @@ impl Sim {
             .queries
             .iter()
             .map(|(name, _)| {
-                let reading = self.readings.get(name).cloned().unwrap_or_else(|| {
-                    Reading::Inconclusive("the query returned no data".into())
-                });
+                let reading =
+                    self.readings.get(name).cloned().unwrap_or_else(|| {
+                        Reading::Inconclusive("the query returned no data".into())
+                    });
                 (name.clone(), reading)
             })
             .collect();

@@ -33,13 +33,32 @@ fn analysis_queries_are_parsed_as_promql() {
         });
         errors(&object)
     };
-    assert_eq!(with_query(r#"sum(rate(errors{color="{{color}}"}[1m])) / sum(rate(requests{color="{{color}}"}[1m]))"#), []);
+    assert_eq!(
+        with_query(
+            r#"sum(rate(errors{color="{{color}}"}[1m])) / sum(rate(requests{color="{{color}}"}[1m]))"#
+        ),
+        []
+    );
     let broken = with_query(r#"sum(rate(errors{color="{{color}}"}[1m])"#);
     assert_eq!(broken.len(), 1, "{broken:?}");
-    assert_eq!(broken[0].field, "spec.analysis.postPromotion.checks[0].query");
-    assert!(broken[0].message.contains("check 'error-rate' is not valid PromQL"), "{}", broken[0].message);
+    assert_eq!(
+        broken[0].field,
+        "spec.analysis.postPromotion.checks[0].query"
+    );
+    assert!(
+        broken[0]
+            .message
+            .contains("check 'error-rate' is not valid PromQL"),
+        "{}",
+        broken[0].message
+    );
     let unknown = with_query(r#"up{color="{{colour}}"}"#);
-    assert!(unknown[0].message.contains("unknown template variable '{{colour}}'"), "{unknown:?}");
+    assert!(
+        unknown[0]
+            .message
+            .contains("unknown template variable '{{colour}}'"),
+        "{unknown:?}"
+    );
     let mut object = valid();
     object["spec"]["analysis"] = json!({"interval": "15s"});
     assert_eq!(errors(&object)[0].field, "spec.analysis");

@@ -77,7 +77,10 @@ pub const CASES: &[Case] = &[
         name: "an analysis check without bounds",
         mutate: |o| o["spec"]["analysis"] = gate(json!({"name": "errors", "query": "up"})),
         admission: Cel("an analysis check needs min, max or both"),
-        controller: Field("spec.analysis.prePromotion.checks[0]", "needs min, max or both"),
+        controller: Field(
+            "spec.analysis.prePromotion.checks[0]",
+            "needs min, max or both",
+        ),
     },
     Case {
         name: "an analysis interval that is not a duration",

@@ -120,6 +120,17 @@ local cases = {
     want_message = "waiting for green to be available",
   },
   {
+    name = "verifying after the flip is Progressing, not Healthy",
+    obj = release(3, {
+      observedGeneration = 3,
+      phase = "Verifying",
+      message = "verifying version 2 on green: 3 passed, 0 failed, 0 inconclusive of 3 samples; 240s left",
+      conditions = { cond("Ready", "False"), cond("Reconciling", "True"), cond("Stalled", "False") },
+    }),
+    want = "Progressing",
+    want_message = "verifying version 2 on green: 3 passed, 0 failed, 0 inconclusive of 3 samples; 240s left",
+  },
+  {
     name = "no conditions and no message still answers",
     obj = release(1, { observedGeneration = 1, phase = "Pending" }),
     want = "Progressing",
