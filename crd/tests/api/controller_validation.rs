@@ -22,6 +22,18 @@ fn valid_releases_pass() {
     assert_eq!(errors(&full()), []);
 }
 
+/// The examples a newcomer applies are valid, the README's analysis example among them.
+#[test]
+fn the_examples_are_valid() {
+    for example in [
+        include_str!("../../../examples/web.yaml"),
+        include_str!("../../../examples/web-with-analysis.yaml"),
+    ] {
+        let object: Value = serde_saphyr::from_str(example).expect("an example parses");
+        assert_eq!(errors(&object), [], "{object}");
+    }
+}
+
 /// The queries of an analysis are PromQL, checked with their template variables filled in:
 /// a malformed one (which the API server cannot see) stops the release, naming the check.
 #[test]
