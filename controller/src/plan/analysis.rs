@@ -96,6 +96,20 @@ impl Planner<'_> {
             });
         }
         self.ensure_analysis(r, phase);
+        if !self.preview_endpoints_are_cold_pods(r) {
+            // Samples count only while the preview Service sends its traffic to exactly the
+            // cold pods (invariant 8's gate, as for the smoke tests); one taken meanwhile is
+            // dropped, and taken again.
+            self.set_phase(
+                Phase::Testing,
+                format!(
+                    "waiting for the preview Service's endpoints to be exactly the ready pods of version {} before sampling",
+                    r.version
+                ),
+            );
+            self.requeue_in(Duration::from_secs(1));
+            return Next::Stay(Step::Continue);
+        }
         if let Some(Verdict::Fail(detail)) = self.take_sample(r, phase) {
             let message = format!(
                 "pre-promotion analysis of version {} on {} failed: {detail}; the active Service was not changed",
@@ -228,13 +242,14 @@ impl Planner<'_> {
             self.requeue_in(left);
         }
         self.requeue_for_next_sample(&record);
-        let left = self
-            .remaining(promoted_at, window)
-            .map_or(0, |d| d.as_secs());
+        // The end of the window, not the seconds left: a message that moves with the clock
+        // would be a status write on every reconcile (invariant 5).
+        let until = jiff::Timestamp::from_second(promoted_at.0.as_second() + i64::from(window))
+            .unwrap_or(promoted_at.0);
         self.set_phase(
             Phase::Verifying,
             format!(
-                "verifying version {} on {}: {} passed, {} failed, {} inconclusive of {} samples; {left}s left{}",
+                "verifying version {} on {} until {until}: {} passed, {} failed, {} inconclusive of {} samples{}",
                 r.version,
                 r.color,
                 record.passed,

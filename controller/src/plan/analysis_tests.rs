@@ -425,11 +425,15 @@ fn samples_are_counted_once_and_an_unchanged_world_is_quiet() {
     sim.read_all(0.0);
     sample(&mut sim);
     let record = sim.status().analysis.unwrap();
-    // A reconcile of the same moment (a watch event) takes no sample and writes nothing.
-    let plan = sim.plan();
-    assert!(plan.writes.is_empty());
-    assert_eq!(Some(&plan.status), sim.release.status.as_ref());
-    assert_eq!(sim.status().analysis.unwrap(), record);
+    // A reconcile of the same moment (a watch event) takes no sample and writes nothing;
+    // nor does one later within the interval (no message moves with the clock).
+    for _ in 0..2 {
+        let plan = sim.plan();
+        assert!(plan.writes.is_empty());
+        assert_eq!(Some(&plan.status), sim.release.status.as_ref());
+        assert_eq!(sim.status().analysis.unwrap(), record);
+        sim.advance(INTERVAL - 1);
+    }
     let samples: usize = sim.history[plans_before..]
         .iter()
         .flat_map(|p| &p.occurrences)
@@ -553,4 +557,33 @@ fn a_crash_between_any_two_writes_of_a_failing_pre_promotion_analysis_converges(
     let mut sim = base;
     quiet(&mut sim);
     assert_eq!(phase(&sim), Phase::Failed);
+}
+
+/// Invariant 8's gate holds for samples too: with no smoke tests, the first samples wait for
+/// the preview Service's endpoints to be exactly the cold pods.
+#[test]
+fn samples_count_only_once_the_preview_endpoints_are_the_cold_pods() {
+    let mut release = release(Some(1), None);
+    release.spec.smoke_tests.clear();
+    let mut sim = Sim::new(release);
+    sim.read_all(0.0);
+    settle_analysis(&mut sim);
+    assert_eq!(phase(&sim), Phase::Stable);
+    sim.endpoints_lag = true;
+    sim.set_image("web:2");
+    for _ in 0..5 {
+        sim.reconcile();
+        sim.settle();
+        sim.advance(INTERVAL);
+    }
+    let status = sim.status();
+    assert!(
+        matches!(stage(&sim), Some(RolloutStage::Analyzing { .. })),
+        "{status:#?}"
+    );
+    assert_eq!(status.analysis.unwrap().samples, 0);
+    assert!(status.message.unwrap().contains("before sampling"));
+    sim.endpoints_lag = false;
+    settle_analysis(&mut sim);
+    assert_eq!(sim.active_target().unwrap().0, Color::Green);
 }

@@ -222,7 +222,7 @@ impl Planner<'_> {
     }
 
     /// Invariant 8: the preview Service serves exactly the cold revision's ready pods.
-    fn preview_endpoints_are_cold_pods(&self, r: &RolloutStatus) -> bool {
+    pub(super) fn preview_endpoints_are_cold_pods(&self, r: &RolloutStatus) -> bool {
         let cold_ready: BTreeSet<&str> = self
             .obs
             .pods
