@@ -328,7 +328,13 @@ impl<'a> Planner<'a> {
             .as_ref()
             .is_some_and(|a| a.revision == self.desired_revision)
         {
-            self.steady(Phase::Stable);
+            if self.status.blocked_revision.as_deref() == Some(self.desired_revision.as_str()) {
+                // Live but blocked: it failed its verification with nothing to flip back
+                // to. It serves, and is not Ready until the spec changes or a retry.
+                self.held();
+            } else {
+                self.steady(Phase::Stable);
+            }
             return;
         }
         if self.status.blocked_revision.as_deref() == Some(self.desired_revision.as_str()) {

@@ -340,6 +340,18 @@ impl Planner<'_> {
             reason,
             message,
         } = rejection;
+        let warm = self.status.standby.clone().filter(|s| {
+            self.obs
+                .replica_set(s.color)
+                .is_some_and(|rs| rs.revision == s.revision && !rs.deleting)
+        });
+        // Without a warm previous color (a first release, or its ReplicaSet gone) nothing is
+        // taken back: the version stays live, and is recorded as failed.
+        let outcome = if warm.is_some() {
+            outcome
+        } else {
+            Outcome::Failed
+        };
         self.push_history(HistoryEntry {
             revision: r.revision.clone(),
             version: r.version.clone(),
@@ -357,11 +369,6 @@ impl Planner<'_> {
         self.status.blocked_revision = Some(r.revision.clone());
         self.status.rollout = None;
         self.event(true, reason, message.clone());
-        let warm = self.status.standby.clone().filter(|s| {
-            self.obs
-                .replica_set(s.color)
-                .is_some_and(|rs| rs.revision == s.revision && !rs.deleting)
-        });
         let Some(Standby {
             color,
             version,
@@ -370,8 +377,9 @@ impl Planner<'_> {
         }) = warm
         else {
             let message = format!(
-                "{message}; there is no warm previous color to flip back to, so version {} stays live",
-                r.version
+                "{message}; there is no warm previous color to flip back to, so version {} stays live (change the spec, or `kubectl bluegreen retry {}` to accept it)",
+                r.version,
+                self.release.metadata.name.as_deref().unwrap_or_default()
             );
             self.set_phase(Phase::Failed, message.clone());
             self.stall = Some(Stall {

@@ -587,3 +587,37 @@ fn samples_count_only_once_the_preview_endpoints_are_the_cold_pods() {
     settle_analysis(&mut sim);
     assert_eq!(sim.active_target().unwrap().0, Color::Green);
 }
+
+/// A first release has no previous color: a failed verification leaves it live, Failed and
+/// Stalled until a retry (or a spec change) accepts or replaces it.
+#[test]
+fn a_failed_verification_with_nothing_to_flip_back_to_stays_live_and_failed() {
+    let mut sim = Sim::new(release(None, Some(0)));
+    sim.readings
+        .insert("error-rate".into(), Reading::Value(0.3));
+    quiet(&mut sim);
+    assert_eq!(sim.active_target().unwrap().0, Color::Blue);
+    for _ in 0..3 {
+        sample(&mut sim);
+    }
+    let status = sim.status();
+    assert_eq!(phase(&sim), Phase::Failed, "{status:#?}");
+    assert_eq!(
+        sim.active_target().unwrap().0,
+        Color::Blue,
+        "nothing else to serve"
+    );
+    let stalled = status.condition("Stalled").unwrap();
+    assert_eq!(stalled.reason, "VerificationFailed");
+    assert!(
+        stalled.message.contains("no warm previous color"),
+        "{}",
+        stalled.message
+    );
+    assert_eq!(status.history[0].outcome, Outcome::Failed);
+    assert!(status.history[0].promoted_at.is_some());
+    assert_eq!(status.condition("Ready").unwrap().status, "False");
+    sim.request("retry", "accept");
+    quiet(&mut sim);
+    assert_eq!(phase(&sim), Phase::Stable);
+}
