@@ -293,6 +293,35 @@ Events:      19s   Normal   Testing   running smoke tests of version 1.2.0: smok
     }
 
     #[test]
+    fn verification_shows_its_samples_and_checks() {
+        console::set_colors_enabled(false);
+        let (mut release, rs, _) = testing();
+        let status = release.status.as_mut().unwrap();
+        status.smoke_tests.clear();
+        status.conditions.clear();
+        status.last_action = None;
+        status.analysis = Some(
+            serde_json::from_value(json!({
+                "phase": "PostPromotion", "rollout": "2026-05-01T12:00:00Z",
+                "revision": "b7a04cb6bb", "startedAt": "2026-05-01T12:00:55Z",
+                "result": "Running", "lastSampleAt": "2026-05-01T12:00:58Z",
+                "samples": 3, "passed": 2, "failed": 1, "inconclusive": 0,
+                "checks": [{"name": "error-rate", "lastValue": 0.002, "passed": 2, "failed": 1,
+                            "inconclusive": 0}]
+            }))
+            .unwrap(),
+        );
+        let now = at("2026-05-01T12:01:00Z");
+        let text = render(&StatusView::new(&release, &rs, &[], now), now);
+        assert!(
+            text.contains(
+                "Analysis:    PostPromotion Running   3 samples: 2 passed, 1 failed, 0 inconclusive\n             error-rate              last 0.002 (2 passed, 1 failed, 0 inconclusive)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_deploying_color_shows_its_deadline_and_a_stale_spec_is_said() {
         console::set_colors_enabled(false);
         let (mut release, mut rs, _) = testing();

@@ -302,7 +302,11 @@ impl Planner<'_> {
             promoted_at: Some(promoted_at.clone()),
             finished_at: now.clone(),
             outcome: Outcome::Promoted,
-            reason: reason.or_else(|| r.reason.clone()),
+            // Both overrides when a person ended both analyses.
+            reason: match (r.reason.clone(), reason) {
+                (Some(before), Some(now)) => Some(format!("{before}; {now}")),
+                (before, now) => now.or(before),
+            },
         });
         if let Some(standby) = self.status.standby.as_mut()
             && standby.scaled_down_at.is_none()

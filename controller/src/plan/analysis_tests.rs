@@ -362,11 +362,9 @@ fn promote_during_analysis_or_verification_ends_it_as_passed() {
     assert_eq!(phase(&sim), Phase::Stable, "{:#?}", status.last_action);
     assert_eq!(status.history[0].outcome, Outcome::Promoted);
     let reason = status.history[0].reason.clone().unwrap();
-    assert!(
-        reason.starts_with(
-            "ManualOverride: post-promotion verification ended by promote (action p2)"
-        ),
-        "{reason}"
+    assert_eq!(
+        reason,
+        "ManualOverride: pre-promotion analysis ended by promote (action p1); ManualOverride: post-promotion verification ended by promote (action p2)"
     );
     assert_eq!(status.analysis.unwrap().result, AnalysisResult::Overridden);
     assert_eq!(
