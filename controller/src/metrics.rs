@@ -9,6 +9,8 @@
 //! version on purpose (Grafana release markers); it is kept at exactly one series per live
 //! release by replacing the previous label set and removing it when the release is forgotten.
 
+mod delivery;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -62,6 +64,7 @@ pub struct Metrics {
     rollbacks: IntCounter,
     smoke_tests: IntCounterVec,
     analysis_samples: IntCounterVec,
+    delivery: delivery::Delivery,
     release_info: IntGaugeVec,
     /// One lock for phase and info, so `forget_release` removes both consistently.
     tracked: Mutex<HashMap<ReleaseKey, TrackedRelease>>,
@@ -156,6 +159,7 @@ impl Metrics {
                 "Analysis samples by stage (PrePromotion, PostPromotion) and result (pass, fail, inconclusive).",
                 &["phase", "result"],
             ),
+            delivery: delivery::Delivery::new(r),
             release_info: gauge_vec(
                 r,
                 "bluegreen_release_info",
@@ -255,6 +259,7 @@ impl Metrics {
 
     /// Drops everything recorded about a deleted release: its phase count and its info series.
     pub fn forget_release(&self, namespace: &str, name: &str) {
+        self.delivery.forget(namespace, name);
         let mut tracked = self.lock_tracked();
         let Some(release) = tracked.remove(&(namespace.to_owned(), name.to_owned())) else {
             return;
@@ -265,6 +270,27 @@ impl Metrics {
         if let Some(info) = release.info {
             self.remove_info_series(&info);
         }
+    }
+
+    /// A deployment ended (the DORA deployment count, by outcome).
+    pub fn deployed(&self, namespace: &str, name: &str, outcome: Outcome) {
+        self.delivery.deployed(namespace, name, outcome);
+    }
+
+    /// A live version was taken back (the DORA change failures).
+    pub fn change_failed(&self, namespace: &str, name: &str, by_verification: bool) {
+        self.delivery
+            .change_failed(namespace, name, by_verification);
+    }
+
+    /// Commit to live (the DORA lead time).
+    pub fn lead_time(&self, namespace: &str, name: &str, seconds: f64) {
+        self.delivery.lead_time(namespace, name, seconds);
+    }
+
+    /// Stalled to Stable again (the DORA time to restore).
+    pub fn restored(&self, namespace: &str, name: &str, seconds: f64) {
+        self.delivery.restored(namespace, name, seconds);
     }
 
     /// Records how long a finished rollout took, by how it ended.
@@ -433,6 +459,43 @@ mod tests {
         let text = metrics.encode();
         assert!(!text.contains(r#"release="shop""#), "{text}");
         assert!(text.contains(r#"release="cart""#));
+    }
+
+    #[test]
+    fn delivery_metrics_are_per_release_and_forgotten_with_it() {
+        let metrics = Metrics::new();
+        metrics.deployed("ns", "shop", Outcome::Promoted);
+        metrics.deployed("ns", "shop", Outcome::Promoted);
+        metrics.deployed("ns", "shop", Outcome::RolledBack);
+        metrics.change_failed("ns", "shop", true);
+        metrics.lead_time("ns", "shop", 1200.0);
+        metrics.restored("ns", "shop", 45.0);
+        metrics.deployed("ns", "cart", Outcome::Failed);
+        let at = |name: &str| sample(&metrics, name);
+        assert_eq!(
+            at(r#"bluegreen_deployments_total{namespace="ns",outcome="Promoted",release="shop"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            at(
+                r#"bluegreen_change_failures_total{namespace="ns",reason="VerificationFailed",release="shop"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            at(r#"bluegreen_lead_time_seconds_bucket{namespace="ns",release="shop",le="1800"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            at(r#"bluegreen_time_to_restore_seconds_sum{namespace="ns",release="shop"}"#),
+            Some(45.0)
+        );
+        metrics.forget_release("ns", "shop");
+        let text = metrics.encode();
+        assert!(!text.contains(r#"release="shop""#), "{text}");
+        assert!(text.contains(
+            r#"bluegreen_deployments_total{namespace="ns",outcome="Failed",release="cart"} 1"#
+        ));
     }
 
     #[test]

@@ -54,6 +54,8 @@ mod steady;
 #[cfg(test)]
 mod analysis_tests;
 #[cfg(test)]
+mod delivery_tests;
+#[cfg(test)]
 mod survival_tests;
 
 #[cfg(test)]
@@ -158,6 +160,24 @@ pub enum Occurrence {
     AnalysisSample {
         phase: bluegreen_crd::AnalysisPhase,
         result: &'static str,
+    },
+    /// A deployment (a rollout of kind Release) ended: the DORA deployment count.
+    Deployed {
+        outcome: Outcome,
+    },
+    /// A live version was taken back (a flip back to the previous color): a change failure,
+    /// by the automatic verification or by a person (a rollback action, an abort during
+    /// verification, a git revert).
+    ChangeFailure {
+        by_verification: bool,
+    },
+    /// A release went live: seconds from its commit (`bluegreen.dev/commit-time`).
+    LeadTime {
+        seconds: f64,
+    },
+    /// A failed or rolled-back release is Stable again: seconds since that failure.
+    Restored {
+        seconds: f64,
     },
 }
 
@@ -533,10 +553,7 @@ impl<'a> Planner<'a> {
                 reason: rollout.reason.clone(),
             });
             self.status.rollout = None;
-            self.occurrences.push(Occurrence::RolloutFinished {
-                outcome,
-                seconds: self.seconds_since(&rollout.started_at),
-            });
+            self.rollout_finished(rollout, outcome);
         }
         self.status.active_color = Some(rollout.color);
         self.status.active_revision = Some(rollout.revision.clone());
@@ -551,6 +568,14 @@ impl<'a> Planner<'a> {
         self.occurrences.push(Occurrence::Flipped);
         if rollout.is_rollback() {
             self.occurrences.push(Occurrence::RolledBack);
+            let by_verification = rollout
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("VerificationFailed: "));
+            self.occurrences
+                .push(Occurrence::ChangeFailure { by_verification });
+        } else if let Some(seconds) = self.lead_time() {
+            self.occurrences.push(Occurrence::LeadTime { seconds });
         }
         self.event(
             false,
@@ -588,10 +613,56 @@ impl<'a> Planner<'a> {
             reason: Some(format!("{reason}: {message}")),
         });
         self.status.rollout = None;
+        self.rollout_finished(rollout, outcome);
+    }
+
+    /// A rollout ended: its duration, and for a deployment (kind Release) the DORA count.
+    fn rollout_finished(&mut self, rollout: &RolloutStatus, outcome: Outcome) {
         self.occurrences.push(Occurrence::RolloutFinished {
             outcome,
             seconds: self.seconds_since(&rollout.started_at),
         });
+        if !rollout.is_rollback() {
+            self.occurrences.push(Occurrence::Deployed { outcome });
+        }
+    }
+
+    /// Seconds from the commit CI recorded (`bluegreen.dev/commit-time`, RFC 3339) to now;
+    /// `None` without the annotation, or with one that is not a time before now.
+    fn lead_time(&self) -> Option<f64> {
+        let annotation = self
+            .release
+            .annotations()
+            .get(bluegreen_crd::labels::COMMIT_TIME)?;
+        let committed: k8s_openapi::jiff::Timestamp = annotation.trim().parse().ok()?;
+        let seconds = (self.obs.now.as_millisecond() - committed.as_millisecond()) as f64 / 1000.0;
+        (seconds >= 0.0).then_some(seconds)
+    }
+
+    /// The release is Stable again after a failure or a rollback (the newest entry of its
+    /// stored history that was not superseded): the DORA time to restore, from the end of
+    /// that entry. Measured when this plan makes it Stable, whatever came between (the
+    /// rollout of a fix, a git revert, a retry).
+    fn note_restore(&mut self) {
+        let becomes_stable =
+            self.status.phase == Some(Phase::Stable) && self.before.phase != Some(Phase::Stable);
+        if !becomes_stable {
+            return;
+        }
+        let last = self
+            .before
+            .history
+            .iter()
+            .find(|h| h.outcome != Outcome::Superseded);
+        if let Some(failure) = last.filter(|h| {
+            matches!(
+                h.outcome,
+                Outcome::Failed | Outcome::RolledBack | Outcome::Aborted
+            )
+        }) {
+            let seconds = self.seconds_since(&failure.finished_at);
+            self.occurrences.push(Occurrence::Restored { seconds });
+        }
     }
 
     /// Supersede: the spec moved on mid-rollout. Jobs are cancelled; the cold ReplicaSet is
@@ -779,6 +850,7 @@ impl<'a> Planner<'a> {
     }
 
     fn finish(mut self) -> Plan {
+        self.note_restore();
         conditions::update(&mut self);
         Plan {
             writes: self.writes,

@@ -306,6 +306,13 @@ async fn report(ctx: &Context, release: &BlueGreenRelease, plan: &Plan) {
             Occurrence::AnalysisSample { phase, result } => {
                 ctx.metrics.analysis_sample(*phase, result)
             }
+            Occurrence::Deployed { outcome } => ctx.metrics.deployed(&namespace, &name, *outcome),
+            Occurrence::ChangeFailure { by_verification } => {
+                ctx.metrics
+                    .change_failed(&namespace, &name, *by_verification)
+            }
+            Occurrence::LeadTime { seconds } => ctx.metrics.lead_time(&namespace, &name, *seconds),
+            Occurrence::Restored { seconds } => ctx.metrics.restored(&namespace, &name, *seconds),
         }
     }
     if !plan.events.is_empty() || plan.status.phase != release.status.as_ref().and_then(|s| s.phase)

@@ -27,6 +27,9 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Manual action verb (`promote`, `abort`, `retry`, `rollback`).
 pub const ACTION: &str = "bluegreen.dev/action";
+/// Annotation CI may set on a release: when the commit it deploys was made (RFC 3339); the
+/// flip then observes the lead time from commit to live (`bluegreen_lead_time_seconds`).
+pub const COMMIT_TIME: &str = "bluegreen.dev/commit-time";
 /// Unique id of a manual action; each id is consumed exactly once.
 pub const ACTION_ID: &str = "bluegreen.dev/action-id";
 

@@ -314,10 +314,7 @@ impl Planner<'_> {
             standby.since = now;
         }
         self.status.rollout = None;
-        self.occurrences.push(Occurrence::RolloutFinished {
-            outcome: Outcome::Promoted,
-            seconds: self.seconds_since(&r.started_at),
-        });
+        self.rollout_finished(r, Outcome::Promoted);
         self.event(
             false,
             "Verified",
@@ -366,10 +363,7 @@ impl Planner<'_> {
             outcome,
             reason: Some(format!("{reason}: {message}")),
         });
-        self.occurrences.push(Occurrence::RolloutFinished {
-            outcome,
-            seconds: self.seconds_since(&r.started_at),
-        });
+        self.rollout_finished(r, outcome);
         self.status.blocked_revision = Some(r.revision.clone());
         self.status.rollout = None;
         self.event(true, reason, message.clone());
