@@ -521,6 +521,8 @@ impl<'a> Planner<'a> {
     fn finish_promotion(&mut self, rollout: &RolloutStatus) {
         let now = self.now();
         let previous = self.active().filter(|a| a.color != rollout.color);
+        // Judged before this flip's own history entry.
+        let change_failure = self.change_failure(rollout);
         let outcome = if rollout.is_rollback() {
             Outcome::RolledBack
         } else {
@@ -568,12 +570,10 @@ impl<'a> Planner<'a> {
         self.occurrences.push(Occurrence::Flipped);
         if rollout.is_rollback() {
             self.occurrences.push(Occurrence::RolledBack);
-            let by_verification = rollout
-                .reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with("VerificationFailed: "));
-            self.occurrences
-                .push(Occurrence::ChangeFailure { by_verification });
+            if let Some(by_verification) = change_failure {
+                self.occurrences
+                    .push(Occurrence::ChangeFailure { by_verification });
+            }
         } else if let Some(seconds) = self.lead_time() {
             self.occurrences.push(Occurrence::LeadTime { seconds });
         }
@@ -616,6 +616,36 @@ impl<'a> Planner<'a> {
         self.rollout_finished(rollout, outcome);
     }
 
+    /// Whether a flip back to the warm previous color takes back a change (and whether the
+    /// verification did): a version taken back during its verification, or one that was
+    /// promoted after the version the flip returns to (a rollback action, a git revert). Not
+    /// a change failure: forward to a newer version that is warm (a `retry` after a rollback).
+    fn change_failure(&self, rollout: &RolloutStatus) -> Option<bool> {
+        if !rollout.is_rollback() {
+            return None;
+        }
+        let reason = rollout.reason.as_deref().unwrap_or_default();
+        if reason.starts_with("VerificationFailed: ") {
+            return Some(true);
+        }
+        if reason.starts_with("Aborted: ") || reason.starts_with("RollbackRequested: ") {
+            return Some(false);
+        }
+        let active = self.active()?;
+        let promoted = |revision: &str| {
+            self.status
+                .history
+                .iter()
+                .position(|h| h.revision == revision && h.outcome == Outcome::Promoted)
+        };
+        let newer = match (promoted(&active.revision), promoted(&rollout.revision)) {
+            (Some(active), Some(target)) => active < target,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        newer.then_some(false)
+    }
+
     /// A rollout ended: its duration, and for a deployment (kind Release) the DORA count.
     fn rollout_finished(&mut self, rollout: &RolloutStatus, outcome: Outcome) {
         self.occurrences.push(Occurrence::RolloutFinished {
@@ -639,28 +669,24 @@ impl<'a> Planner<'a> {
         (seconds >= 0.0).then_some(seconds)
     }
 
-    /// The release is Stable again after a failure or a rollback (the newest entry of its
-    /// stored history that was not superseded): the DORA time to restore, from the end of
-    /// that entry. Measured when this plan makes it Stable, whatever came between (the
-    /// rollout of a fix, a git revert, a retry).
+    /// The DORA time to restore: a release that stalls on a failure or a rollback records
+    /// when (`status.failedAt`, kept across restarts); once it is Stable again, the seconds
+    /// since then are a restore, whatever came between (a fix, a git revert, a retry).
     fn note_restore(&mut self) {
-        let becomes_stable =
-            self.status.phase == Some(Phase::Stable) && self.before.phase != Some(Phase::Stable);
-        if !becomes_stable {
-            return;
+        let stalled_on_failure =
+            self.stall.as_ref().is_some_and(|s| {
+                !matches!(
+                    s.reason.as_str(),
+                    "InvalidSpec" | "ServiceOwnedByAnotherRelease"
+                )
+            }) && matches!(self.status.phase, Some(Phase::Failed | Phase::RolledBack));
+        if stalled_on_failure && self.status.failed_at.is_none() {
+            self.status.failed_at = Some(self.now());
         }
-        let last = self
-            .before
-            .history
-            .iter()
-            .find(|h| h.outcome != Outcome::Superseded);
-        if let Some(failure) = last.filter(|h| {
-            matches!(
-                h.outcome,
-                Outcome::Failed | Outcome::RolledBack | Outcome::Aborted
-            )
-        }) {
-            let seconds = self.seconds_since(&failure.finished_at);
+        if self.status.phase == Some(Phase::Stable)
+            && let Some(since) = self.status.failed_at.take()
+        {
+            let seconds = self.seconds_since(&since);
             self.occurrences.push(Occurrence::Restored { seconds });
         }
     }

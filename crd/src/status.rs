@@ -65,6 +65,11 @@ pub struct BlueGreenReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_revision: Option<String>,
 
+    /// When the release last stalled on a failure or a rollback; cleared when it is Stable
+    /// again (the time to restore, `bluegreen_time_to_restore_seconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<Time>,
+
     /// The last manual action consumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_action: Option<LastAction>,

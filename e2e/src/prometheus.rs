@@ -101,7 +101,7 @@ fn scrape(counters: &Mutex<Counters>) -> String {
     body
 }
 
-/// A Prometheus server scraping one exporter every second; killed on drop.
+/// A Prometheus server scraping its targets every second; killed on drop.
 pub struct PrometheusServer {
     pub addr: String,
     child: Option<Child>,
@@ -109,21 +109,35 @@ pub struct PrometheusServer {
 }
 
 impl PrometheusServer {
-    /// Starts Prometheus (`$BLUEGREEN_PROMETHEUS`, else `prometheus` on PATH) under `dir`
-    /// and waits until it has scraped the exporter.
+    /// Starts Prometheus scraping the exporter, and waits until it has.
     pub async fn start(
         dir: PathBuf,
         exporter: &Exporter,
+    ) -> Result<PrometheusServer, HarnessError> {
+        let server = Self::scraping(dir, &[exporter.addr.as_str()]).await?;
+        server
+            .wait_for_value(r#"count(http_requests_total{color="green"})"#, 1.0)
+            .await?;
+        Ok(server)
+    }
+
+    /// Starts Prometheus (`$BLUEGREEN_PROMETHEUS`, else `prometheus` on PATH) under `dir`,
+    /// scraping `targets` (`host:port`, path `/metrics`) every second, and waits until it
+    /// answers queries.
+    pub async fn scraping(
+        dir: PathBuf,
+        targets: &[&str],
     ) -> Result<PrometheusServer, HarnessError> {
         std::fs::create_dir_all(&dir)?;
         let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
-                exporter.addr
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
             ),
         )?;
         let program = std::env::var("BLUEGREEN_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
@@ -148,18 +162,48 @@ impl PrometheusServer {
             child: Some(child),
             _dir: dir,
         };
-        eventually(
-            "Prometheus scraped the exporter",
-            Duration::from_secs(60),
-            || async {
-                let (code, body) = http_get(&addr, "/api/v1/query?query=http_requests_total")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok((code == 200 && body.contains("\"color\":\"green\"")).then_some(()))
-            },
-        )
+        eventually("Prometheus answers", Duration::from_secs(60), || async {
+            let (code, _) = http_get(&addr, "/-/ready")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((code == 200).then_some(()))
+        })
         .await?;
         Ok(server)
+    }
+
+    /// The result of an instant query (`data.result`), or the error Prometheus answered.
+    pub async fn query(&self, query: &str) -> Result<Vec<serde_json::Value>, String> {
+        let path = format!("/api/v1/query?query={}", percent_encode(query));
+        let (code, body) = http_get(&self.addr, &path)
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{code}: {e}: {body}"))?;
+        if answer["status"] != "success" {
+            return Err(format!("{code}: {body}"));
+        }
+        Ok(answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Waits until `query` returns a first series whose value is at least `value`.
+    pub async fn wait_for_value(&self, query: &str, value: f64) -> Result<(), HarnessError> {
+        let what = format!("Prometheus reads {query} >= {value}");
+        eventually(&what, Duration::from_secs(60), || async {
+            let result = self.query(query).await?;
+            let read = result
+                .first()
+                .and_then(|r| r["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok());
+            match read {
+                Some(v) if v >= value => Ok(Some(())),
+                other => Err(format!("read {other:?}")),
+            }
+        })
+        .await
     }
 
     /// `http://…`: what a release's `spec.analysis.prometheus.address` names.

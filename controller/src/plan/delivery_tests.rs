@@ -137,6 +137,28 @@ fn a_rollback_is_a_change_failure_not_a_deployment() {
             by_verification: false
         }]
     );
+    // A retry returns to web:2 (the warm standby now): a redeploy, not another failure; the
+    // release is restored.
+    let from = sim.history.len();
+    sim.advance(30);
+    sim.request("retry", "r2");
+    quiet(&mut sim);
+    assert_eq!(sim.active_target().unwrap().0, Color::Green);
+    assert_eq!(
+        occurrences(&sim, from),
+        [Occurrence::Restored { seconds: 30.0 }]
+    );
+    // A git revert to web:1 takes web:2 back again: a change failure.
+    let from = sim.history.len();
+    sim.set_image("web:1");
+    quiet(&mut sim);
+    assert_eq!(sim.active_target().unwrap().0, Color::Blue);
+    assert_eq!(
+        occurrences(&sim, from),
+        [Occurrence::ChangeFailure {
+            by_verification: false
+        }]
+    );
 }
 
 #[test]

@@ -172,6 +172,7 @@ pub fn full() -> Value {
                 "reason": "smoke tests passed"
             }],
             "blockedRevision": "9999999999",
+            "failedAt": "2025-01-02T08:00:00Z",
             "lastAction": {
                 "verb": "promote",
                 "id": "6f1c2a",
