@@ -37,6 +37,34 @@ fn documented_queries() -> Vec<String> {
     queries
 }
 
+/// Every PromQL expression of the Grafana dashboard (panel targets and annotations), with its
+/// variables as Grafana fills them for "All" and a range long enough to hold the test.
+fn dashboard_queries() -> Vec<String> {
+    let path = repo_root().join("charts/bluegreen-controller/dashboards/bluegreen.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push(target["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    for annotation in dashboard["annotations"]["list"]
+        .as_array()
+        .expect("annotations")
+    {
+        queries.push(annotation["expr"].as_str().expect("expr").to_string());
+    }
+    queries
+        .into_iter()
+        .map(|q| {
+            q.replace("$namespace", ".*")
+                .replace("$release", ".*")
+                .replace("$__rate_interval", "1h")
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dora_queries_answer_for_a_release_lifecycle() {
     let queries = documented_queries();
@@ -99,6 +127,18 @@ async fn the_dora_queries_answer_for_a_release_lifecycle() {
         failures[0]["value"][1], "2",
         "the retry forward is not a failure"
     );
+
+    // Every dashboard panel has data for what happened (the release-marker annotation too: a
+    // version went live within the last minute).
+    let dashboard = dashboard_queries();
+    assert!(dashboard.len() >= 15, "{dashboard:#?}");
+    for query in &dashboard {
+        let result = prometheus
+            .query(query)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        assert!(!result.is_empty(), "an empty panel: {query}");
+    }
 
     for query in &queries {
         let result = prometheus

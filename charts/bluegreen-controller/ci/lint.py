@@ -52,6 +52,7 @@ CASES = [
             ("deployment.yaml", "topologySpreadConstraints", False),
             ("poddisruptionbudget.yaml", "PodDisruptionBudget", False),
             ("networkpolicy.yaml", "NetworkPolicy", False),
+            ("dashboard-configmap.yaml", "ConfigMap", False),
         ],
     ),
     (
@@ -81,6 +82,18 @@ CASES = [
             ("poddisruptionbudget.yaml", "PodDisruptionBudget", False),
             ("deployment.yaml", "topologyKey: topology.kubernetes.io/zone", True),
             ("deployment.yaml", "topologyKey: kubernetes.io/hostname", False),
+        ],
+    ),
+    (
+        "grafana-dashboard",
+        {"grafana": {"dashboard": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "namespace": "monitoring", "annotations": {"grafana_folder": "Releases"}}}},
+        [
+            ("dashboard-configmap.yaml", "kind: ConfigMap", True),
+            ("dashboard-configmap.yaml", "namespace: monitoring", True),
+            ("dashboard-configmap.yaml", 'grafana_dashboard: "1"', True),
+            ("dashboard-configmap.yaml", "grafana_folder: Releases", True),
+            ("dashboard-configmap.yaml", '"uid": "bluegreen-releases"', True),
+            ("dashboard-configmap.yaml", "bluegreen_deployments_total", True),
         ],
     ),
     (
