@@ -24,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::rollout::{Next, Step};
 use super::{HistoryEntry, Occurrence, Planner, Stall, Write};
-use crate::observe::{Reading, ReplicaSetView};
+use crate::observe::{AnalysisSample, Reading, ReplicaSetView};
 
 /// What one sample said about every check of its stage.
 #[derive(Clone, Debug, PartialEq)]
@@ -137,6 +137,12 @@ impl Planner<'_> {
                 promote_requested: false,
             });
         }
+        self.keep_analyzing(r, &record, needed)
+    }
+
+    /// Analyzing goes on until the next sample, within the progress deadline; past it, the
+    /// analysis fails (recorded first, like a failed sample: `fail_on_recorded_analysis`).
+    fn keep_analyzing(&mut self, r: &RolloutStatus, record: &AnalysisStatus, needed: i32) -> Next {
         let deadline = self.release.spec.progress_deadline_seconds;
         let Some(left) = self.remaining(&r.progressing_since, deadline) else {
             let message = format!(
@@ -146,12 +152,11 @@ impl Planner<'_> {
                 record.consecutive_passed,
                 record.message.as_deref().unwrap_or("no sample taken"),
             );
-            // Recorded first, like a failed sample (`fail_on_recorded_analysis`).
             self.end_analysis(AnalysisResult::Failed, &message);
             return Next::Stay(self.wait_for_record(Phase::Testing, message));
         };
         self.requeue_in(left);
-        self.requeue_for_next_sample(&record);
+        self.requeue_for_next_sample(record);
         self.set_phase(
             Phase::Testing,
             format!(
@@ -159,7 +164,7 @@ impl Planner<'_> {
                 r.version,
                 r.color,
                 record.consecutive_passed,
-                last_said(&record)
+                last_said(record)
             ),
         );
         Next::Stay(Step::Continue)
@@ -189,31 +194,9 @@ impl Planner<'_> {
         self.ensure_analysis(r, phase);
         let verdict = self.take_sample(r, phase);
         let record = self.status.analysis.clone().expect("ensured above");
-        let limit = post.failure_limit;
-        let rejection = match &verdict {
-            Some(Verdict::Fail(detail)) if record.failed > limit => Some(format!(
-                "{} failed samples (more than failureLimit {limit}); last: {detail}",
-                record.failed
-            )),
-            Some(Verdict::Inconclusive(why)) if record.consecutive_inconclusive > limit + 1 => {
-                Some(format!(
-                    "{} inconclusive samples in a row (more than failureLimit + 1 = {}); last: {why}",
-                    record.consecutive_inconclusive,
-                    limit + 1
-                ))
-            }
-            _ => None,
-        };
         let window = post.window_seconds();
         let over = self.remaining(promoted_at, window).is_none();
-        let rejection = rejection.or_else(|| {
-            (over && record.passed == 0).then(|| {
-                format!(
-                    "no sample passed within the {window}s window (last: {})",
-                    record.message.as_deref().unwrap_or("no sample taken")
-                )
-            })
-        });
+        let rejection = why_rejected(&record, verdict.as_ref(), post.failure_limit, over, window);
         if let Some(detail) = rejection {
             let message = format!(
                 "post-promotion verification of version {} on {} failed: {detail}",
@@ -242,8 +225,20 @@ impl Planner<'_> {
             self.requeue_in(left);
         }
         self.requeue_for_next_sample(&record);
-        // The end of the window, not the seconds left: a message that moves with the clock
-        // would be a status write on every reconcile (invariant 5).
+        self.say_verifying(r, &record, promoted_at, window);
+        Step::Continue
+    }
+
+    /// The Verifying phase and its progress. The end of the window, not the seconds left: a
+    /// message that moves with the clock would be a status write on every reconcile
+    /// (invariant 5).
+    fn say_verifying(
+        &mut self,
+        r: &RolloutStatus,
+        record: &AnalysisStatus,
+        promoted_at: &Time,
+        window: i32,
+    ) {
         let until = jiff::Timestamp::from_second(promoted_at.0.as_second() + i64::from(window))
             .unwrap_or(promoted_at.0);
         self.set_phase(
@@ -256,10 +251,9 @@ impl Planner<'_> {
                 record.failed,
                 record.inconclusive,
                 record.samples,
-                last_said(&record)
+                last_said(record)
             ),
         );
-        Step::Continue
     }
 
     /// The previous color is the way back while verifying: at full size, behind preview.
@@ -466,77 +460,9 @@ impl Planner<'_> {
         if !newer || record.result != AnalysisResult::Running {
             return None;
         }
-        let mut failures = Vec::new();
-        let mut unknowns = Vec::new();
-        let mut entries = Vec::with_capacity(checks.len());
-        for check in &checks {
-            let mut entry = record
-                .checks
-                .iter()
-                .find(|c| c.name == check.name)
-                .cloned()
-                .unwrap_or_else(|| CheckStatus {
-                    name: check.name.clone(),
-                    last_value: None,
-                    passed: 0,
-                    failed: 0,
-                    inconclusive: 0,
-                    last_sample_at: None,
-                    message: None,
-                });
-            entry.last_sample_at = Some(taken_at.clone());
-            match judge(check, sample.reading(&check.name)) {
-                Judged::Pass(value) => {
-                    entry.passed += 1;
-                    entry.last_value = Some(value);
-                    entry.message = None;
-                }
-                Judged::Fail(value, detail) => {
-                    entry.failed += 1;
-                    entry.last_value = Some(value);
-                    entry.message = Some(detail.clone());
-                    failures.push(detail);
-                }
-                Judged::Inconclusive(why) => {
-                    entry.inconclusive += 1;
-                    entry.last_value = None;
-                    let detail = format!("check '{}' is inconclusive: {why}", check.name);
-                    entry.message = Some(detail.clone());
-                    unknowns.push(detail);
-                }
-            }
-            entries.push(entry);
-        }
-        let verdict = if !failures.is_empty() {
-            Verdict::Fail(failures.join("; "))
-        } else if !unknowns.is_empty() {
-            Verdict::Inconclusive(unknowns.join("; "))
-        } else {
-            Verdict::Pass
-        };
+        let (entries, verdict) = judge_sample(&checks, sample, &record.checks, &taken_at);
         record.checks = entries;
-        record.samples += 1;
-        record.last_sample_at = Some(taken_at);
-        match &verdict {
-            Verdict::Pass => {
-                record.passed += 1;
-                record.consecutive_passed += 1;
-                record.consecutive_inconclusive = 0;
-                record.message = Some("the last sample passed".into());
-            }
-            Verdict::Fail(detail) => {
-                record.failed += 1;
-                record.consecutive_passed = 0;
-                record.consecutive_inconclusive = 0;
-                record.message = Some(format!("the last sample failed: {detail}"));
-            }
-            Verdict::Inconclusive(detail) => {
-                record.inconclusive += 1;
-                record.consecutive_passed = 0;
-                record.consecutive_inconclusive += 1;
-                record.message = Some(format!("the last sample was inconclusive: {detail}"));
-            }
-        }
+        count_sample(record, &verdict, taken_at);
         self.occurrences.push(Occurrence::AnalysisSample {
             phase,
             result: verdict.label(),
@@ -560,6 +486,125 @@ impl Planner<'_> {
                 let left = self.remaining(last, seconds).unwrap_or(Duration::ZERO);
                 self.requeue_in(left);
             }
+        }
+    }
+}
+
+/// Why verification fails now, if it does: more failed samples than `failure_limit`, more
+/// inconclusive ones in a row than `failure_limit + 1` (a silent Prometheus must not pass),
+/// or a window over without a single passing sample.
+fn why_rejected(
+    record: &AnalysisStatus,
+    verdict: Option<&Verdict>,
+    failure_limit: i32,
+    window_over: bool,
+    window: i32,
+) -> Option<String> {
+    match verdict {
+        Some(Verdict::Fail(detail)) if record.failed > failure_limit => {
+            return Some(format!(
+                "{} failed samples (more than failureLimit {failure_limit}); last: {detail}",
+                record.failed
+            ));
+        }
+        Some(Verdict::Inconclusive(why)) if record.consecutive_inconclusive > failure_limit + 1 => {
+            return Some(format!(
+                "{} inconclusive samples in a row (more than failureLimit + 1 = {}); last: {why}",
+                record.consecutive_inconclusive,
+                failure_limit + 1
+            ));
+        }
+        _ => {}
+    }
+    (window_over && record.passed == 0).then(|| {
+        format!(
+            "no sample passed within the {window}s window (last: {})",
+            record.message.as_deref().unwrap_or("no sample taken")
+        )
+    })
+}
+
+/// Judges every check of a sample against its bounds: each check's record, updated from
+/// `previous`, and the sample's verdict (any failure fails it; else any inconclusive check
+/// makes it inconclusive).
+fn judge_sample(
+    checks: &[AnalysisCheck],
+    sample: &AnalysisSample,
+    previous: &[CheckStatus],
+    taken_at: &Time,
+) -> (Vec<CheckStatus>, Verdict) {
+    let mut failures = Vec::new();
+    let mut unknowns = Vec::new();
+    let mut entries = Vec::with_capacity(checks.len());
+    for check in checks {
+        let mut entry = previous
+            .iter()
+            .find(|c| c.name == check.name)
+            .cloned()
+            .unwrap_or_else(|| CheckStatus {
+                name: check.name.clone(),
+                last_value: None,
+                passed: 0,
+                failed: 0,
+                inconclusive: 0,
+                last_sample_at: None,
+                message: None,
+            });
+        entry.last_sample_at = Some(taken_at.clone());
+        match judge(check, sample.reading(&check.name)) {
+            Judged::Pass(value) => {
+                entry.passed += 1;
+                entry.last_value = Some(value);
+                entry.message = None;
+            }
+            Judged::Fail(value, detail) => {
+                entry.failed += 1;
+                entry.last_value = Some(value);
+                entry.message = Some(detail.clone());
+                failures.push(detail);
+            }
+            Judged::Inconclusive(why) => {
+                entry.inconclusive += 1;
+                entry.last_value = None;
+                let detail = format!("check '{}' is inconclusive: {why}", check.name);
+                entry.message = Some(detail.clone());
+                unknowns.push(detail);
+            }
+        }
+        entries.push(entry);
+    }
+    let verdict = if !failures.is_empty() {
+        Verdict::Fail(failures.join("; "))
+    } else if !unknowns.is_empty() {
+        Verdict::Inconclusive(unknowns.join("; "))
+    } else {
+        Verdict::Pass
+    };
+    (entries, verdict)
+}
+
+/// Counts a sample in its stage's record: totals, streaks, and what it said.
+fn count_sample(record: &mut AnalysisStatus, verdict: &Verdict, taken_at: Time) {
+    record.samples += 1;
+    record.last_sample_at = Some(taken_at);
+    match verdict {
+        Verdict::Pass => {
+            record.passed += 1;
+            record.consecutive_passed += 1;
+            record.consecutive_inconclusive = 0;
+            record.message = Some("the last sample passed".into());
+        }
+        Verdict::Fail(detail) => {
+            record.failed += 1;
+            record.consecutive_passed = 0;
+            record.consecutive_inconclusive = 0;
+            record.message = Some(format!("the last sample failed: {detail}"));
+        }
+        Verdict::Inconclusive(detail) => {
+            record.inconclusive += 1;
+            record.consecutive_passed = 0;
+            record.consecutive_inconclusive += 1;
+            record.message = Some(format!("the last sample was inconclusive: {detail}"));
         }
     }
 }
