@@ -109,15 +109,18 @@ pub struct PrometheusServer {
 }
 
 impl PrometheusServer {
-    /// Starts Prometheus scraping the exporter, and waits until it has.
+    /// Starts Prometheus scraping the exporter, and waits until the error rates read.
     pub async fn start(
         dir: PathBuf,
         exporter: &Exporter,
     ) -> Result<PrometheusServer, HarnessError> {
         let server = Self::scraping(dir, &[exporter.addr.as_str()]).await?;
-        server
-            .wait_for_value(r#"count(http_requests_total{color="green"})"#, 1.0)
-            .await?;
+        // Until the error rate of both colors reads (0 errors so far): `rate` needs two
+        // scrapes in its window, and a first release verified before then would read "no
+        // data" and fail.
+        for color in ["blue", "green"] {
+            server.wait_for_error_rate(color, 0.0).await?;
+        }
         Ok(server)
     }
 
