@@ -544,16 +544,7 @@ impl<'a> Planner<'a> {
             self.start_analysis(&verifying, bluegreen_crd::AnalysisPhase::PostPromotion);
             self.status.rollout = Some(verifying);
         } else {
-            self.push_history(HistoryEntry {
-                revision: rollout.revision.clone(),
-                version: rollout.version.clone(),
-                color: rollout.color,
-                started_at: rollout.started_at.clone(),
-                promoted_at: Some(now.clone()),
-                finished_at: now.clone(),
-                outcome,
-                reason: rollout.reason.clone(),
-            });
+            self.record_rollout(rollout, Some(now.clone()), outcome, rollout.reason.clone());
             self.status.rollout = None;
             self.rollout_finished(rollout, outcome);
         }
@@ -602,16 +593,7 @@ impl<'a> Planner<'a> {
         let now = self.now();
         self.cancel_jobs(rollout);
         self.mark_unfinished_tests_cancelled(reason, &now);
-        self.push_history(HistoryEntry {
-            revision: rollout.revision.clone(),
-            version: rollout.version.clone(),
-            color: rollout.color,
-            started_at: rollout.started_at.clone(),
-            promoted_at: None,
-            finished_at: now,
-            outcome,
-            reason: Some(format!("{reason}: {message}")),
-        });
+        self.record_rollout(rollout, None, outcome, Some(format!("{reason}: {message}")));
         self.status.rollout = None;
         self.rollout_finished(rollout, outcome);
     }
@@ -804,6 +786,26 @@ impl<'a> Planner<'a> {
                 entry.message = Some(format!("cancelled before it finished: {reason}"));
             }
         }
+    }
+
+    /// A rollout's entry in the history, finished now.
+    fn record_rollout(
+        &mut self,
+        rollout: &RolloutStatus,
+        promoted_at: Option<Time>,
+        outcome: Outcome,
+        reason: Option<String>,
+    ) {
+        self.push_history(HistoryEntry {
+            revision: rollout.revision.clone(),
+            version: rollout.version.clone(),
+            color: rollout.color,
+            started_at: rollout.started_at.clone(),
+            promoted_at,
+            finished_at: self.now(),
+            outcome,
+            reason,
+        });
     }
 
     fn push_history(&mut self, entry: HistoryEntry) {

@@ -23,7 +23,7 @@ use bluegreen_crd::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::rollout::{Next, Step};
-use super::{HistoryEntry, Occurrence, Planner, Stall, Write};
+use super::{Occurrence, Planner, Stall, Write};
 use crate::observe::{AnalysisSample, Reading, ReplicaSetView};
 
 /// What one sample said about every check of its stage.
@@ -288,20 +288,12 @@ impl Planner<'_> {
         reason: Option<String>,
     ) {
         let now = self.now();
-        self.push_history(HistoryEntry {
-            revision: r.revision.clone(),
-            version: r.version.clone(),
-            color: r.color,
-            started_at: r.started_at.clone(),
-            promoted_at: Some(promoted_at.clone()),
-            finished_at: now.clone(),
-            outcome: Outcome::Promoted,
-            // Both overrides when a person ended both analyses.
-            reason: match (r.reason.clone(), reason) {
-                (Some(before), Some(now)) => Some(format!("{before}; {now}")),
-                (before, now) => now.or(before),
-            },
-        });
+        // Both overrides when a person ended both analyses.
+        let reason = match (r.reason.clone(), reason) {
+            (Some(before), Some(now)) => Some(format!("{before}; {now}")),
+            (before, now) => now.or(before),
+        };
+        self.record_rollout(r, Some(promoted_at.clone()), Outcome::Promoted, reason);
         if let Some(standby) = self.status.standby.as_mut()
             && standby.scaled_down_at.is_none()
         {
@@ -347,16 +339,8 @@ impl Planner<'_> {
         } else {
             Outcome::Failed
         };
-        self.push_history(HistoryEntry {
-            revision: r.revision.clone(),
-            version: r.version.clone(),
-            color: r.color,
-            started_at: r.started_at.clone(),
-            promoted_at: Some(promoted_at.clone()),
-            finished_at: now.clone(),
-            outcome,
-            reason: Some(format!("{reason}: {message}")),
-        });
+        let entry_reason = Some(format!("{reason}: {message}"));
+        self.record_rollout(r, Some(promoted_at.clone()), outcome, entry_reason);
         self.rollout_finished(r, outcome);
         self.status.blocked_revision = Some(r.revision.clone());
         self.status.rollout = None;

@@ -73,14 +73,14 @@ fn upgrading(pre: Option<i32>, post: Option<i32>) -> Sim {
     settle_analysis(&mut sim);
     assert_eq!(phase(&sim), Phase::Stable, "{:#?}", sim.status());
     sim.set_image("web:2");
-    quiet(&mut sim);
+    sim.quiesce();
     sim
 }
 
 /// Takes samples, one interval apart, until the release leaves its analysed stages.
 fn settle_analysis(sim: &mut Sim) {
     for _ in 0..30 {
-        quiet(sim);
+        sim.quiesce();
         if !matches!(
             stage(sim),
             Some(RolloutStage::Analyzing { .. } | RolloutStage::Verifying { .. })
@@ -96,19 +96,7 @@ fn settle_analysis(sim: &mut Sim) {
 /// One interval later, one sample.
 fn sample(sim: &mut Sim) {
     sim.advance(INTERVAL);
-    quiet(sim);
-}
-
-/// Until neither the world nor the status would move (an accepted action changes only the
-/// status; the plan after it moves on).
-fn quiet(sim: &mut Sim) {
-    for _ in 0..10 {
-        sim.run_until_quiet(20);
-        if sim.plan().status == sim.status() {
-            return;
-        }
-    }
-    panic!("never quiet: {:#?}", sim.status());
+    sim.quiesce();
 }
 
 #[test]
@@ -240,13 +228,13 @@ fn verification_holds_the_previous_color_at_full_size_then_passes_and_starts_its
     let standby = status.standby.unwrap();
     assert_eq!(standby.since, status.history[0].finished_at);
     sim.advance(29);
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(
         sim.replica_sets[&Color::Blue].desired,
         sim.release.spec.replicas
     );
     sim.advance(2);
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.replica_sets[&Color::Blue].desired, 0);
 }
 
@@ -293,7 +281,7 @@ fn failed_samples_beyond_the_limit_flip_back_to_the_previous_color() {
     );
     // Held: the failed revision is not redeployed, and nothing moves on its own.
     sim.advance(600);
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
     assert_eq!(phase(&sim), Phase::RolledBack);
     // `retry` lets it go out again.
@@ -344,7 +332,7 @@ fn the_flip_back_waits_for_the_previous_color_to_be_fully_available() {
     }
     assert_eq!(sim.active_target().unwrap().0, Color::Green);
     sim.settle();
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
 }
 
@@ -353,11 +341,11 @@ fn promote_during_analysis_or_verification_ends_it_as_passed() {
     let mut sim = upgrading(Some(10), Some(0));
     assert!(matches!(stage(&sim), Some(RolloutStage::Analyzing { .. })));
     sim.request("promote", "p1");
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Green);
     assert_eq!(phase(&sim), Phase::Verifying);
     sim.request("promote", "p2");
-    quiet(&mut sim);
+    sim.quiesce();
     let status = sim.status();
     assert_eq!(phase(&sim), Phase::Stable, "{:#?}", status.last_action);
     assert_eq!(status.history[0].outcome, Outcome::Promoted);
@@ -377,7 +365,7 @@ fn promote_during_analysis_or_verification_ends_it_as_passed() {
 fn abort_during_verification_rolls_back() {
     let mut sim = upgrading(None, Some(0));
     sim.request("abort", "a1");
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
     let status = sim.status();
     assert_eq!(status.history[1].outcome, Outcome::Aborted);
@@ -389,7 +377,7 @@ fn abort_during_verification_rolls_back() {
 fn a_spec_change_during_verification_records_the_promotion_and_starts_over() {
     let mut sim = upgrading(None, Some(0));
     sim.set_image("web:3");
-    quiet(&mut sim);
+    sim.quiesce();
     let status = sim.status();
     let entry = status
         .history
@@ -410,7 +398,7 @@ fn a_rollback_is_not_verified() {
     sim.read_all(0.0);
     settle_analysis(&mut sim);
     sim.request("rollback", "b1");
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
     assert_eq!(phase(&sim), Phase::RolledBack);
     assert!(sim.status().rollout.is_none());
@@ -472,7 +460,7 @@ fn no_prometheus_anywhere_stops_the_release_before_it_deploys() {
 fn crash_anywhere_converges(base: Sim, never: Color, forbidden: fn(&Write) -> bool) {
     let reference = {
         let mut sim = base.clone();
-        quiet(&mut sim);
+        sim.quiesce();
         sim
     };
     let plans = reference.history.len() - base.history.len();
@@ -487,7 +475,7 @@ fn crash_anywhere_converges(base: Sim, never: Color, forbidden: fn(&Write) -> bo
             let mut crashed = sim.clone();
             crashed.execute(&plan, writes, false);
             crashed.settle();
-            quiet(&mut crashed);
+            crashed.quiesce();
             let at = format!("crash in plan {crash_in} after {writes} writes");
             let (end, want) = (crashed.status(), reference.status());
             assert_eq!(crashed.active_target(), reference.active_target(), "{at}");
@@ -553,7 +541,7 @@ fn a_crash_between_any_two_writes_of_a_failing_pre_promotion_analysis_converges(
         |w| matches!(w, Write::ScaleReplicaSet { name, replicas } if name.ends_with("-green") && *replicas > 0),
     );
     let mut sim = base;
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(phase(&sim), Phase::Failed);
 }
 
@@ -593,7 +581,7 @@ fn a_failed_verification_with_nothing_to_flip_back_to_stays_live_and_failed() {
     let mut sim = Sim::new(release(None, Some(0)));
     sim.readings
         .insert("error-rate".into(), Reading::Value(0.3));
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
     for _ in 0..3 {
         sample(&mut sim);
@@ -616,6 +604,6 @@ fn a_failed_verification_with_nothing_to_flip_back_to_stays_live_and_failed() {
     assert!(status.history[0].promoted_at.is_some());
     assert_eq!(status.condition("Ready").unwrap().status, "False");
     sim.request("retry", "accept");
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(phase(&sim), Phase::Stable);
 }

@@ -25,20 +25,9 @@ fn occurrences(sim: &Sim, from: usize) -> Vec<Occurrence> {
         .collect()
 }
 
-/// Until neither the world nor the status would move.
-fn quiet(sim: &mut Sim) {
-    for _ in 0..10 {
-        sim.run_until_quiet(20);
-        if sim.plan().status == sim.status() {
-            return;
-        }
-    }
-    panic!("never quiet: {:#?}", sim.status());
-}
-
 fn stable_on_blue(release: bluegreen_crd::BlueGreenRelease) -> Sim {
     let mut sim = Sim::new(release);
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.status().phase, Some(Phase::Stable));
     sim
 }
@@ -92,7 +81,7 @@ fn a_failed_deployment_then_a_fix_restores_and_counts_both() {
     assert_eq!(sim.status().phase, Some(Phase::Failed));
     sim.advance(120);
     sim.set_image("web:3");
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.status().phase, Some(Phase::Stable));
     let seen = occurrences(&sim, from);
     assert_eq!(
@@ -126,10 +115,10 @@ fn quiet_failing(sim: &mut Sim) {
 fn a_rollback_is_a_change_failure_not_a_deployment() {
     let mut sim = stable_on_blue(TestRelease::web("web:1", &[]).build());
     sim.set_image("web:2");
-    quiet(&mut sim);
+    sim.quiesce();
     let from = sim.history.len();
     sim.request("rollback", "r1");
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
     assert_eq!(
         occurrences(&sim, from),
@@ -142,7 +131,7 @@ fn a_rollback_is_a_change_failure_not_a_deployment() {
     let from = sim.history.len();
     sim.advance(30);
     sim.request("retry", "r2");
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Green);
     assert_eq!(
         occurrences(&sim, from),
@@ -151,7 +140,7 @@ fn a_rollback_is_a_change_failure_not_a_deployment() {
     // A git revert to web:1 takes web:2 back again: a change failure.
     let from = sim.history.len();
     sim.set_image("web:1");
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
     assert_eq!(
         occurrences(&sim, from),
@@ -174,16 +163,16 @@ fn a_failed_verification_is_one_rolled_back_deployment_and_one_change_failure() 
     let mut sim = Sim::new(release);
     sim.readings.insert("errors".into(), Reading::Value(0.0));
     for _ in 0..8 {
-        quiet(&mut sim);
+        sim.quiesce();
         sim.advance(10);
     }
     assert_eq!(sim.status().phase, Some(Phase::Stable));
     sim.set_image("web:2");
-    quiet(&mut sim);
+    sim.quiesce();
     let from = sim.history.len();
     sim.readings.insert("errors".into(), Reading::Value(0.5));
     sim.advance(10);
-    quiet(&mut sim);
+    sim.quiesce();
     assert_eq!(sim.active_target().unwrap().0, Color::Blue);
     assert_eq!(
         occurrences(&sim, from),

@@ -178,6 +178,18 @@ impl Sim {
         }
     }
 
+    /// [`Sim::run_until_quiet`] until the next plan would not change the status either (an
+    /// accepted action changes only the status; the plan after it moves on).
+    pub fn quiesce(&mut self) {
+        for _ in 0..10 {
+            self.run_until_quiet(20);
+            if self.plan().status == self.status() {
+                return;
+            }
+        }
+        panic!("never quiet: {:#?}", self.release.status);
+    }
+
     /// Reconciles until the planner has nothing to write, settling pods in between.
     pub fn run_until_quiet(&mut self, max: usize) -> Plan {
         for _ in 0..max {
