@@ -130,6 +130,20 @@ impl Fixture {
         rs.spec.unwrap().replicas.unwrap_or(1)
     }
 
+    /// Waits until the ReplicaSet of `color` asks for `replicas` pods.
+    pub async fn wait_for_replicas(&self, color: Color, replicas: i32) {
+        eventually(&format!("{color} at {replicas}"), TIMEOUT, || async {
+            let now = self.rs_replicas(color).await;
+            if now == replicas {
+                Ok(Some(()))
+            } else {
+                Err(format!("{color} at {now}"))
+            }
+        })
+        .await
+        .unwrap();
+    }
+
     /// Creates a Service as a user's tool would (field manager `helm`), before any release
     /// names it.
     pub async fn create_user_service(&self, manifest: Value) -> Service {

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use bluegreen_crd::{AnalysisPhase, AnalysisResult, Color, Outcome, Phase};
 use bluegreen_e2e::{
-    eventually,
     fixture::{Fixture, TIMEOUT, release},
     http_get,
     prometheus::{ERROR_RATE_QUERY, Exporter, PrometheusServer},
@@ -158,11 +157,7 @@ async fn a_failing_pre_promotion_analysis_leaves_the_active_service_untouched() 
         "the error rate was read: {read}"
     );
     assert_eq!(failed.history[0].outcome, Outcome::Failed);
-    eventually("green scaled to zero", TIMEOUT, || async {
-        Ok((f.rs_replicas(Color::Green).await == 0).then_some(()))
-    })
-    .await
-    .unwrap();
+    f.wait_for_replicas(Color::Green, 0).await;
     let events = f.env.kubectl(&["get", "events"]).unwrap();
     assert!(events.contains("AnalysisFailed"), "{events}");
 }

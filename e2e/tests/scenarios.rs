@@ -88,11 +88,7 @@ async fn a_failed_smoke_test_never_reaches_customers() {
         status.condition("Stalled").unwrap().reason,
         "SmokeTestFailed"
     );
-    eventually("green scaled to zero", TIMEOUT, || async {
-        Ok((f.rs_replicas(Color::Green).await == 0).then_some(()))
-    })
-    .await
-    .unwrap();
+    f.wait_for_replicas(Color::Green, 0).await;
     assert_eq!(
         f.rs_replicas(Color::Blue).await,
         2,
@@ -277,11 +273,7 @@ async fn a_replicas_change_is_a_scale_not_a_release() {
     f.env
         .kubectl(&["scale", "bgr", "shop", "--replicas=4"])
         .unwrap();
-    eventually("blue at 4", TIMEOUT, || async {
-        Ok((f.rs_replicas(Color::Blue).await == 4).then_some(()))
-    })
-    .await
-    .unwrap();
+    f.wait_for_replicas(Color::Blue, 4).await;
     let status = f.stable("1").await;
     assert_eq!(status.active_revision, stable.active_revision);
     assert_eq!(status.history.len(), 1, "no new rollout");

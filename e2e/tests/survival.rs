@@ -136,11 +136,7 @@ async fn a_service_of_another_release_is_never_written() {
     f.env
         .kubectl(&["scale", "bgr", "thief", "--replicas=3"])
         .unwrap();
-    eventually("shop at 3", TIMEOUT, || async {
-        Ok((f.rs_replicas(Color::Blue).await == 3).then_some(()))
-    })
-    .await
-    .unwrap();
+    f.wait_for_replicas(Color::Blue, 3).await;
     assert_eq!(f.active_selector().await, live);
     let service_writes: Vec<_> = sim
         .audit_since(since)
